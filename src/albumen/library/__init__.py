@@ -1,0 +1,1 @@
+"""The photo index: scan, EXIF, hashing, thumbnails, SQLite store, sample library. Knows nothing about ML models."""

@@ -1,0 +1,1 @@
+"""The on-device LLM engine. Knows nothing about photos."""

@@ -1,0 +1,1 @@
+"""Natural-language photo search: query parsing, vector index, ranking. Built on analyzer outputs."""
