@@ -1,0 +1,134 @@
+"""The CPU matmul kernels behind quantized linears, each with a probe and a plain-torch fallback.
+
+Measured on the project machines (``benchmarks/quantization.py`` and ``docs/quantization.md``), batch-1 decode:
+
+- int4: ``aten._weight_int4pack_mm_for_cpu`` with bf16 activations. Needs out_features % 16 == 0.
+- int8: fbgemm's dynamic-quantized linear (``quantized::linear_dynamic``, int8 weights per channel, activations
+  quantized per token on the fly) is ~5x faster than fp32 at M=1, where ``aten._weight_int8pack_mm`` is not faster
+  than bf16. It quantizes activations, so it is measured for accuracy too; ``int8pack`` (bf16 activations,
+  weight-only) is the exact alternative.
+- everything else: dequantize to the activation dtype and ``F.linear`` (also the path autograd and ONNX see).
+
+This module knows kernels and their layouts; it knows nothing about schemes, modules or checkpoints.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "Int4Packed",
+    "Int8Packed",
+    "fbgemm_int8_available",
+    "int4_linear",
+    "int4pack_available",
+    "int8_linear",
+    "pack_int4",
+    "pack_int8",
+]
+
+
+@functools.cache
+def int4pack_available() -> bool:
+    """True when torch has the CPU int4 packed kernel and it runs here."""
+    try:
+        q = torch.zeros(16, 32, dtype=torch.int32)
+        p = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 8)
+        sz = torch.ones(1, 16, 2, dtype=torch.bfloat16)
+        torch.ops.aten._weight_int4pack_mm_for_cpu(torch.ones(1, 32, dtype=torch.bfloat16), p, 32, sz)
+        return True
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
+
+
+@functools.cache
+def fbgemm_int8_available() -> bool:
+    """True when the quantized CPU engine (fbgemm / x86) can prepack and run a dynamic int8 linear."""
+    try:
+        _prepack_fbgemm(torch.ones(4, 8, dtype=torch.int8), torch.ones(4))
+        return True
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
+
+
+class Int4Packed:
+    """A weight in the int4pack kernel's layout: packed codes + (K // group, N, 2) bf16 scales and zeros."""
+
+    def __init__(self, packed: Tensor, scales_and_zeros: Tensor, group: int, out_features: int) -> None:
+        self.packed = packed
+        self.scales_and_zeros = scales_and_zeros
+        self.group = group
+        self.out_features = out_features
+
+
+def pack_int4(q: Tensor, scale: Tensor, zero: Tensor, group: int) -> Int4Packed | None:
+    """(N, K) uint8 codes in [0, 15], (N, G) scale/zero -> the kernel layout, or None if the kernel can't take it."""
+    n, _ = q.shape
+    if not int4pack_available() or n % 16:
+        return None
+    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32).contiguous(), 8)
+    sz = torch.stack([scale, zero], dim=-1).transpose(0, 1).contiguous().to(torch.bfloat16)  # (G, N, 2)
+    return Int4Packed(packed, sz, group, n)
+
+
+def int4_linear(x: Tensor, w: Int4Packed) -> Tensor:
+    """(..., K) activations (any float dtype) -> (..., N) in x's dtype, through the int4 kernel in bf16."""
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)  # (M, K)
+    y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, w.packed, w.group, w.scales_and_zeros)  # (M, N)
+    return y.reshape(*lead, w.out_features).to(x.dtype)
+
+
+class Int8Packed:
+    """An int8 per-channel weight in the layout of one int8 kernel: ``"fbgemm"`` or ``"int8pack"``."""
+
+    def __init__(self, kernel: str, payload: Any, out_features: int) -> None:
+        self.kernel = kernel
+        self.payload = payload
+        self.out_features = out_features
+
+
+def _prepack_fbgemm(q: Tensor, scale: Tensor) -> Any:
+    n = q.shape[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch flags quantized tensors as deprecated; the kernel is what we want
+        qw = torch._make_per_channel_quantized_tensor(q.contiguous(), scale.double(), torch.zeros(n, dtype=torch.long), 0)
+        return torch.ops.quantized.linear_prepack(qw, None)
+
+
+def pack_int8(q: Tensor, scale: Tensor, kernel: str = "fbgemm") -> Int8Packed | None:
+    """(N, K) int8 and (N,) scales -> a packed weight for ``kernel``, or None when that kernel is missing."""
+    if kernel == "fbgemm":
+        if not fbgemm_int8_available():
+            return None
+        return Int8Packed("fbgemm", _prepack_fbgemm(q, scale), q.shape[0])
+    if kernel == "int8pack":
+        if not hasattr(torch.ops.aten, "_weight_int8pack_mm"):
+            return None
+        return Int8Packed("int8pack", (q.contiguous(), scale.float()), q.shape[0])
+    raise ValueError(f"unknown int8 kernel {kernel!r}; expected 'fbgemm' or 'int8pack'")
+
+
+def int8_linear(x: Tensor, w: Int8Packed) -> Tensor:
+    """(..., K) activations -> (..., N) in x's dtype."""
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, x.shape[-1])  # (M, K)
+    if w.kernel == "fbgemm":
+        # reduce_range=True keeps the u8*s8 products from saturating the 16-bit accumulation of the AVX2 path.
+        y = torch.ops.quantized.linear_dynamic(x2.float(), w.payload, True)
+    else:
+        q, scale = w.payload
+        xb = x2.to(torch.bfloat16)
+        y = torch.ops.aten._weight_int8pack_mm(xb, q, scale.to(torch.bfloat16))
+    return y.reshape(*lead, w.out_features).to(x.dtype)
+
+
+def dequant_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """The reference path: (..., K) x, (N, K) float weight -> (..., N), computed in x's dtype."""
+    return F.linear(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype))

@@ -1,0 +1,268 @@
+"""Quantized drop-in replacements for ``nn.Linear``: ``Int8Linear``, ``Int4Linear``, ``PalettizedLinear``.
+
+Each keeps ``in_features`` / ``out_features``, is built with ``from_float(linear, scheme)``, gives back its float
+weight with ``dequantize()``, and takes (..., in_features) activations in any float dtype. The compressed weight
+is stored in persistent buffers (what a checkpoint saves); the kernel layout is derived from them on first use and
+cached (never saved). Three forward paths:
+
+- kernel: the fastest measured kernel (see ``kernels.py``), used for decode-sized inputs (at most
+  ``kernel_max_rows`` rows), where batch-1 speed is bound by weight bytes;
+- dequant: float weight + ``F.linear`` in the activation dtype, used for prefill-sized inputs (compute-bound, so
+  the dequantization is amortised and the result is weight-only exact), when autograd needs a gradient through the
+  layer (QLoRA: the base is frozen but earlier adapters need d/dx), when the kernel is missing, or when
+  ``reference`` is set (ONNX export).
+
+This module knows one matrix at a time; it knows nothing about model structure or checkpoints.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from albumen.llm.quant import kernels
+from albumen.llm.quant.affine import dequantize_int4, pack_nibbles, quantize_int4, quantize_int8, unpack_nibbles
+from albumen.llm.quant.config import LayerScheme
+from albumen.llm.quant.palettize import pack_bits, palettize, unpack_bits
+
+__all__ = ["Int4Linear", "Int8Linear", "PalettizedLinear", "QuantizedLinear", "quantized_linear_class"]
+
+
+class QuantizedLinear(nn.Module):
+    """Base class: shapes, bias, the choice between kernel and dequant paths, runtime cache."""
+
+    scheme: LayerScheme
+
+    def __init__(self, in_features: int, out_features: int, scheme: LayerScheme, bias: bool) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.scheme = scheme
+        self.reference = False  # True: always the dequant path (export, debugging)
+        self.kernel = "auto"
+        self.kernel_max_rows = 8
+        self._runtime: Any = None
+        self._runtime_key: tuple[Any, ...] | None = None
+        self.register_buffer("bias", torch.zeros(out_features) if bias else None)
+
+    # -- what subclasses provide -------------------------------------------------------------------------------------
+    def dequantize(self) -> Tensor:
+        """(out_features, in_features) float32 weight this module stands for."""
+        raise NotImplementedError
+
+    def rows(self, ids: Tensor) -> Tensor:
+        """(...,) row indices -> (..., in_features) float32 dequantized rows (embedding lookup on a shared table)."""
+        raise NotImplementedError
+
+    def _build_runtime(self) -> tuple[str, Any] | None:
+        """(path name, packed weight) for the fastest kernel, or None when only the dequant path works."""
+        return None
+
+    def _run_kernel(self, x: Tensor, runtime: tuple[str, Any]) -> Tensor:
+        raise NotImplementedError
+
+    # -- shared --------------------------------------------------------------------------------------------------------
+    def bits_per_weight(self) -> float:
+        """Stored bits per weight, scales and tables included, bias excluded."""
+        total = sum(b.numel() * b.element_size() for n, b in self.named_buffers() if n != "bias" and b is not None)
+        return 8.0 * total / (self.in_features * self.out_features)
+
+    def runtime(self) -> tuple[str, Any] | None:
+        key = (self.kernel,)
+        if self._runtime_key != key:
+            self._runtime = self._build_runtime()
+            self._runtime_key = key
+        return self._runtime
+
+    def kernel_name(self) -> str:
+        rt = self.runtime()
+        return "dequant" if rt is None else rt[0]
+
+    def forward(self, x: Tensor) -> Tensor:  # (..., in_features) -> (..., out_features)
+        needs_grad = torch.is_grad_enabled() and x.requires_grad
+        rows = x.numel() // max(self.in_features, 1)
+        use_kernel = not (self.reference or needs_grad or rows > self.kernel_max_rows)
+        rt = self.runtime() if use_kernel else None
+        if rt is None:
+            return kernels.dequant_linear(x, self.dequantize(), self.bias)
+        y = self._run_kernel(x, rt)
+        return y if self.bias is None else y + self.bias.to(y.dtype)
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._runtime_key = None  # new weights: repack on next use
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, scheme={self.scheme.name}"
+
+    @classmethod
+    def empty(cls, in_features: int, out_features: int, scheme: LayerScheme, bias: bool) -> QuantizedLinear:
+        """A module with zeroed buffers of the right shapes, to load a checkpoint into."""
+        return cls(in_features, out_features, scheme, bias)
+
+    @classmethod
+    def from_float(cls, linear: nn.Linear, scheme: LayerScheme) -> QuantizedLinear:
+        """Quantize ``linear.weight`` (out, in) with ``scheme``; the bias stays float32."""
+        w = linear.weight.detach()
+        mod = cls(linear.in_features, linear.out_features, scheme, linear.bias is not None)
+        mod._quantize_from(w.float())
+        if linear.bias is not None:
+            mod.bias = linear.bias.detach().float().clone()
+        return mod
+
+    def _quantize_from(self, w: Tensor) -> None:
+        raise NotImplementedError
+
+
+class Int8Linear(QuantizedLinear):
+    """Symmetric per-channel int8 weight; ``kernel`` = "auto" | "fbgemm" | "int8pack" | "dequant"."""
+
+    def __init__(self, in_features: int, out_features: int, scheme: LayerScheme, bias: bool) -> None:
+        super().__init__(in_features, out_features, scheme, bias)
+        self.register_buffer("qweight", torch.zeros(out_features, in_features, dtype=torch.int8))
+        self.register_buffer("scale", torch.ones(out_features))
+
+    def _quantize_from(self, w: Tensor) -> None:
+        self.qweight, self.scale = quantize_int8(w)
+
+    def dequantize(self) -> Tensor:
+        return self.qweight.float() * self.scale[:, None]
+
+    def rows(self, ids: Tensor) -> Tensor:
+        return self.qweight[ids].float() * self.scale[ids][..., None]
+
+    def _build_runtime(self) -> tuple[str, Any] | None:
+        order = {"auto": ("fbgemm", "int8pack"), "fbgemm": ("fbgemm",), "int8pack": ("int8pack",)}.get(self.kernel, ())
+        for name in order:
+            packed = kernels.pack_int8(self.qweight, self.scale, name)
+            if packed is not None:
+                return name, packed
+        return None
+
+    def _run_kernel(self, x: Tensor, runtime: tuple[str, Any]) -> Tensor:
+        return kernels.int8_linear(x, runtime[1])
+
+
+class Int4Linear(QuantizedLinear):
+    """Group-wise int4 weight (nibble-packed), bf16 scales (and zeros when asymmetric).
+
+    The frozen base of QLoRA: its forward takes (..., in_features) activations and lets gradients reach them.
+    """
+
+    def __init__(self, in_features: int, out_features: int, scheme: LayerScheme, bias: bool) -> None:
+        super().__init__(in_features, out_features, scheme, bias)
+        if in_features % scheme.group_size:
+            raise ValueError(f"in_features {in_features} is not a multiple of group size {scheme.group_size}")
+        groups = in_features // scheme.group_size
+        self.register_buffer("qweight", torch.zeros(out_features, in_features // 2, dtype=torch.uint8))
+        self.register_buffer("scale", torch.ones(out_features, groups, dtype=torch.bfloat16))
+        zero = None if scheme.symmetric else torch.zeros(out_features, groups, dtype=torch.bfloat16)
+        self.register_buffer("zero", zero)
+
+    def _quantize_from(self, w: Tensor) -> None:
+        q, scale, zero = quantize_int4(w, self.scheme.group_size, self.scheme.symmetric)
+        self.qweight = pack_nibbles(q)
+        self.scale = scale.to(torch.bfloat16)
+        if not self.scheme.symmetric:
+            self.zero = zero.to(torch.bfloat16)
+
+    def _zero(self) -> Tensor:
+        return torch.zeros_like(self.scale) if self.zero is None else self.zero
+
+    def codes(self) -> Tensor:
+        """(out, in) uint8 codes in [0, 15]."""
+        return unpack_nibbles(self.qweight)
+
+    def dequantize(self) -> Tensor:
+        return dequantize_int4(self.codes(), self.scale.float(), self._zero().float(), self.scheme.group_size)
+
+    def rows(self, ids: Tensor) -> Tensor:
+        g = self.scheme.group_size
+        q = unpack_nibbles(self.qweight[ids]).float() - 8.0  # (..., K)
+        lead = q.shape[:-1]
+        qg = q.reshape(*lead, self.in_features // g, g)  # (..., G, g)
+        w = qg * self.scale[ids].float()[..., None] + self._zero()[ids].float()[..., None]
+        return w.reshape(*lead, self.in_features)
+
+    def _build_runtime(self) -> tuple[str, Any] | None:
+        if self.kernel not in ("auto", "int4pack"):
+            return None
+        packed = kernels.pack_int4(self.codes(), self.scale.float(), self._zero().float(), self.scheme.group_size)
+        return None if packed is None else ("int4pack", packed)
+
+    def _run_kernel(self, x: Tensor, runtime: tuple[str, Any]) -> Tensor:
+        return kernels.int4_linear(x, runtime[1])
+
+
+class PalettizedLinear(QuantizedLinear):
+    """K-means palettized weight: b-bit packed indices + int8 LUTs with one scale per LUT.
+
+    Runtime: the indices are looked up once into an int8 per-channel weight (exact: LUT entries lie on an int8
+    grid) that runs on the int8 kernel; ``kernel="bf16"`` looks them up into bf16 instead.
+    """
+
+    def __init__(self, in_features: int, out_features: int, scheme: LayerScheme, bias: bool) -> None:
+        super().__init__(in_features, out_features, scheme, bias)
+        n_lut = 1 if scheme.granularity == "tensor" else out_features // scheme.channel_group
+        if scheme.granularity == "channel_group" and out_features % scheme.channel_group:
+            raise ValueError(f"out_features {out_features} is not a multiple of channel group {scheme.channel_group}")
+        row_bytes = (in_features * scheme.bits + 7) // 8
+        self.register_buffer("qindex", torch.zeros(out_features, row_bytes, dtype=torch.uint8))
+        self.register_buffer("lut", torch.zeros(n_lut, 2**scheme.bits, dtype=torch.int8))
+        self.register_buffer("lut_scale", torch.ones(n_lut))
+
+    def _quantize_from(self, w: Tensor) -> None:
+        cg = None if self.scheme.granularity == "tensor" else self.scheme.channel_group
+        idx, self.lut, self.lut_scale = palettize(w, self.scheme.bits, cg, self.scheme.kmeans_iters)
+        self.qindex = pack_bits(idx, self.scheme.bits)
+
+    def indices(self) -> Tensor:
+        """(out, in) uint8 LUT indices."""
+        return unpack_bits(self.qindex, self.scheme.bits, self.in_features)
+
+    def _lut_of_row(self, rows: Tensor) -> Tensor:
+        return rows // (self.out_features // self.lut.shape[0])
+
+    def int8_weight(self) -> tuple[Tensor, Tensor]:
+        """(out, in) int8 weight and (out,) scales that reproduce this palette exactly."""
+        g = self._lut_of_row(torch.arange(self.out_features))  # (N,)
+        q = self.lut[g[:, None], self.indices().long()]  # (N, K) int8
+        return q, self.lut_scale[g]
+
+    def dequantize(self) -> Tensor:
+        q, scale = self.int8_weight()
+        return q.float() * scale[:, None]
+
+    def rows(self, ids: Tensor) -> Tensor:
+        idx = unpack_bits(self.qindex[ids.reshape(-1)], self.scheme.bits, self.in_features)  # (M, K)
+        g = self._lut_of_row(ids.reshape(-1))
+        w = self.lut[g[:, None], idx.long()].float() * self.lut_scale[g][:, None]
+        return w.reshape(*ids.shape, self.in_features)
+
+    def _build_runtime(self) -> tuple[str, Any] | None:
+        if self.kernel == "bf16":
+            return "lut-bf16", self.dequantize().to(torch.bfloat16)
+        if self.kernel not in ("auto", "fbgemm", "int8pack"):
+            return None
+        q, scale = self.int8_weight()
+        for name in ("fbgemm", "int8pack") if self.kernel == "auto" else (self.kernel,):
+            packed = kernels.pack_int8(q, scale, name)
+            if packed is not None:
+                return f"lut-{name}", packed
+        return None
+
+    def _run_kernel(self, x: Tensor, runtime: tuple[str, Any]) -> Tensor:
+        name, payload = runtime
+        if name == "lut-bf16":
+            return torch.nn.functional.linear(x.to(torch.bfloat16), payload).to(x.dtype)
+        return kernels.int8_linear(x, payload)
+
+
+def quantized_linear_class(scheme: LayerScheme) -> type[QuantizedLinear]:
+    """The module class for a scheme kind."""
+    classes: dict[str, type[QuantizedLinear]] = {"int8": Int8Linear, "int4": Int4Linear, "palette": PalettizedLinear}
+    if scheme.kind not in classes:
+        raise ValueError(f"no quantized linear for kind {scheme.kind!r}")
+    return classes[scheme.kind]

@@ -1,0 +1,136 @@
+"""Palettization as in Core ML: each weight becomes an index into a small k-means look-up table (LUT).
+
+``bits`` index bits give ``2**bits`` LUT entries. One LUT per tensor (``palettize_tensor``) or one per group of
+``channel_group`` consecutive output channels (``palettize_grouped_channels``, Core ML's "per grouped channel").
+Both run the same batched 1-D k-means. LUT entries are snapped to an int8 grid with one scale per LUT (error far
+below the k-means error) so a LUT expands losslessly into an int8 weight for the fast int8 kernel.
+
+Also here: packing of b-bit indices into bytes (2, 3, 4 ... bits), because a 3-bit index must cost 3 bits on disk.
+Pure functions of tensors; this module knows nothing about modules or kernels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "dequantize_palette",
+    "kmeans_1d",
+    "pack_bits",
+    "palettize",
+    "palettize_grouped_channels",
+    "palettize_tensor",
+    "unpack_bits",
+]
+
+
+def kmeans_1d(values: Tensor, k: int, iters: int = 12) -> Tensor:
+    """Lloyd's k-means on rows of scalars, batched: one independent clustering per row.
+
+    In 1-D the clusters are intervals of the sorted values, so each step is: boundaries = midpoints between
+    neighbouring centroids; each centroid = mean of the sorted values between its boundaries (prefix sums).
+    Initialised at quantiles, which already is a good clustering for bell-shaped weights.
+
+    Args:
+        values: (R, n) float values; each row is clustered on its own.
+        k: clusters per row.
+        iters: Lloyd iterations.
+    Returns:
+        (R, k) float32 centroids, sorted ascending per row.
+    """
+    v, _ = torch.sort(values.detach().float(), dim=1)  # (R, n)
+    r, n = v.shape
+    csum = torch.nn.functional.pad(v.double().cumsum(dim=1), (1, 0))  # (R, n + 1)
+    qs = (torch.arange(k, dtype=torch.float64) + 0.5) / k
+    idx0 = (qs * (n - 1)).round().long().clamp(0, n - 1)
+    cent = v[:, idx0].double()  # (R, k)
+    for _ in range(iters):
+        mids = (cent[:, 1:] + cent[:, :-1]) / 2  # (R, k - 1)
+        # cut[j] = number of sorted values below boundary j
+        cuts = torch.searchsorted(v.double().contiguous(), mids.contiguous())  # (R, k - 1)
+        lo = torch.nn.functional.pad(cuts, (1, 0), value=0)  # (R, k)
+        hi = torch.nn.functional.pad(cuts, (0, 1), value=n)  # (R, k)
+        count = (hi - lo).double()
+        total = csum.gather(1, hi) - csum.gather(1, lo)
+        # an empty cluster keeps its centroid
+        cent = torch.where(count > 0, total / count.clamp(min=1), cent)
+        cent, _ = torch.sort(cent, dim=1)
+    return cent.float()
+
+
+def _snap_to_int8_grid(lut: Tensor) -> tuple[Tensor, Tensor]:
+    """(G, k) LUTs -> (G, k) int8 LUTs and (G,) scales with lut ~= lut_q * scale."""
+    scale = lut.abs().amax(dim=1).clamp(min=1e-12) / 127.0
+    return torch.round(lut / scale[:, None]).clamp(-127, 127).to(torch.int8), scale
+
+
+def _assign(w_rows: Tensor, lut: Tensor) -> Tensor:
+    """(G, n) values, (G, k) sorted LUT -> (G, n) uint8 index of the nearest entry."""
+    mids = ((lut[:, 1:] + lut[:, :-1]) / 2).contiguous()  # (G, k - 1)
+    return torch.searchsorted(mids, w_rows.contiguous()).to(torch.uint8)
+
+
+def palettize(w: Tensor, bits: int, channel_group: int | None, iters: int = 12) -> tuple[Tensor, Tensor, Tensor]:
+    """K-means palettization of a weight matrix.
+
+    Args:
+        w: (N, K) float weight.
+        bits: index bits; the LUT has ``2**bits`` entries.
+        channel_group: output channels per LUT, or None for one LUT for the whole tensor.
+        iters: k-means iterations.
+    Returns:
+        idx: (N, K) uint8 indices; lut: (G, 2**bits) int8 entries; lut_scale: (G,) float32, where
+        G = 1 per tensor or N // channel_group, and ``w[n, j] ~= lut[g(n), idx[n, j]] * lut_scale[g(n)]``.
+    """
+    n, k = w.shape
+    w = w.detach().float()
+    if channel_group is None:
+        rows = w.reshape(1, n * k)
+    else:
+        if n % channel_group:
+            raise ValueError(f"out_features {n} is not a multiple of the palette channel group {channel_group}")
+        rows = w.reshape(n // channel_group, channel_group * k)  # (G, cg * K)
+    lut = kmeans_1d(rows, 2**bits, iters)  # (G, 2**bits)
+    lut_q, lut_scale = _snap_to_int8_grid(lut)
+    snapped = lut_q.float() * lut_scale[:, None]
+    idx = _assign(rows, snapped).reshape(n, k)
+    return idx, lut_q, lut_scale
+
+
+def palettize_tensor(w: Tensor, bits: int, iters: int = 12) -> tuple[Tensor, Tensor, Tensor]:
+    """One LUT for the whole tensor; see ``palettize``."""
+    return palettize(w, bits, None, iters)
+
+
+def palettize_grouped_channels(w: Tensor, bits: int, channel_group: int, iters: int = 12) -> tuple[Tensor, Tensor, Tensor]:
+    """One LUT per ``channel_group`` output channels; see ``palettize``."""
+    return palettize(w, bits, channel_group, iters)
+
+
+def dequantize_palette(idx: Tensor, lut: Tensor, lut_scale: Tensor) -> Tensor:
+    """(N, K) indices, (G, k) int8 LUT, (G,) scales -> (N, K) float32."""
+    n, k = idx.shape
+    g = lut.shape[0]
+    table = lut.float() * lut_scale.float()[:, None]  # (G, k)
+    rows_per_lut = n // g
+    lut_of_row = torch.arange(n) // rows_per_lut  # (N,)
+    return table[lut_of_row[:, None], idx.long()]
+
+
+def pack_bits(idx: Tensor, bits: int) -> Tensor:
+    """(N, K) uint8 values < 2**bits -> (N, ceil(K * bits / 8)) uint8, little-endian bit order within a row."""
+    n, k = idx.shape
+    a = idx.cpu().numpy().astype(np.uint8)
+    planes = np.unpackbits(a[..., None], axis=-1, bitorder="little")[..., :bits]  # (N, K, bits)
+    packed = np.packbits(planes.reshape(n, k * bits), axis=-1, bitorder="little")
+    return torch.from_numpy(packed)
+
+
+def unpack_bits(packed: Tensor, bits: int, k: int) -> Tensor:
+    """The inverse of ``pack_bits``: (N, ceil(K * bits / 8)) uint8 -> (N, K) uint8."""
+    n = packed.shape[0]
+    planes = np.unpackbits(packed.cpu().numpy(), axis=-1, count=k * bits, bitorder="little").reshape(n, k, bits)
+    weights = (1 << np.arange(bits, dtype=np.uint16)).astype(np.uint16)
+    return torch.from_numpy((planes.astype(np.uint16) * weights).sum(-1).astype(np.uint8))
