@@ -1,0 +1,331 @@
+"""The decoder: a Llama-family transformer (Llama / SmolLM2, Qwen2 with q/k/v biases) in plain PyTorch.
+
+The module tree mirrors Hugging Face transformers' ``LlamaForCausalLM`` / ``Qwen2ForCausalLM`` exactly, so a
+``state_dict`` from HF safetensors (and PEFT adapter keys) maps 1:1::
+
+    model.embed_tokens.weight
+    model.layers.{i}.self_attn.{q,k,v,o}_proj.weight   (+ .bias on q/k/v when ``attention_bias``)
+    model.layers.{i}.mlp.{gate,up,down}_proj.weight
+    model.layers.{i}.{input,post_attention}_layernorm.weight
+    model.norm.weight
+    lm_head.weight                                      (the same tensor as embed_tokens when tied)
+
+Every projection, ``lm_head`` included, is a plain ``nn.Linear`` called as a module (``self.q_proj(x)``), so that
+quantization and LoRA can swap modules by name. Nothing caches weights elsewhere.
+
+Two ways to run it:
+
+* inference: ``model.setup_caches(B, S)`` once, then ``model(input_ids, input_pos)``; keys/values are written into a
+  static cache at ``input_pos``, so rolling back is just decoding again from an earlier position (see kv_cache.py);
+* training: with no caches set up, ``model(input_ids)`` is an ordinary causal forward that autograd can follow.
+
+This module knows nothing about files, tokenizers or sampling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from albumen.llm.kv_cache import KVCache
+
+__all__ = ["ModelArgs", "Transformer", "RMSNorm", "apply_rope", "rope_cos_sin"]
+
+
+@dataclass(frozen=True)
+class ModelArgs:
+    """Architecture hyper-parameters. ``ModelArgs.from_name`` gives the named presets."""
+
+    vocab_size: int = 49152
+    dim: int = 576
+    n_layers: int = 30
+    n_heads: int = 9
+    n_kv_heads: int = 3
+    intermediate_size: int = 1536
+    norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    max_seq_len: int = 2048  # the model's context length
+    tie_word_embeddings: bool = True
+    attention_bias: bool = False  # Qwen2: biases on q/k/v
+    head_dim: int = 0  # 0 = dim // n_heads
+    arch: str = "llama"  # "llama" or "qwen2": which HF class the keys and config.json follow
+
+    def __post_init__(self) -> None:
+        if self.head_dim == 0:
+            if self.dim % self.n_heads:
+                raise ValueError(f"dim {self.dim} is not a multiple of n_heads {self.n_heads}")
+            object.__setattr__(self, "head_dim", self.dim // self.n_heads)
+        if self.n_heads % self.n_kv_heads:
+            raise ValueError(f"n_heads {self.n_heads} is not a multiple of n_kv_heads {self.n_kv_heads}")
+
+    @classmethod
+    def from_name(cls, name: str) -> ModelArgs:
+        """The architecture of a named preset (``smollm2-135m``, ``qwen2.5-0.5b``, ``qwen2.5-1.5b``, ...)."""
+        key = name.lower()
+        if key not in _PRESETS:
+            raise KeyError(f"unknown architecture {name!r}; known: {', '.join(sorted(_PRESETS))}")
+        return _PRESETS[key]
+
+    @classmethod
+    def from_hf_config(cls, cfg: dict[str, Any]) -> ModelArgs:
+        """Read a Hugging Face ``config.json`` (Llama or Qwen2)."""
+        model_type = cfg.get("model_type", "llama")
+        if model_type not in ("llama", "qwen2"):
+            raise ValueError(f"unsupported model_type {model_type!r} (supported: llama, qwen2)")
+        if cfg.get("rope_scaling"):
+            raise ValueError(f"rope_scaling {cfg['rope_scaling']!r} is not supported yet")
+        n_heads = cfg["num_attention_heads"]
+        return cls(
+            vocab_size=cfg["vocab_size"],
+            dim=cfg["hidden_size"],
+            n_layers=cfg["num_hidden_layers"],
+            n_heads=n_heads,
+            n_kv_heads=cfg.get("num_key_value_heads") or n_heads,
+            intermediate_size=cfg["intermediate_size"],
+            norm_eps=cfg.get("rms_norm_eps", 1e-6),
+            rope_theta=float(cfg.get("rope_theta", (cfg.get("rope_parameters") or {}).get("rope_theta", 10000.0))),
+            max_seq_len=cfg.get("max_position_embeddings", 2048),
+            tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+            attention_bias=model_type == "qwen2" or bool(cfg.get("attention_bias", False)),
+            head_dim=cfg.get("head_dim") or cfg["hidden_size"] // n_heads,
+            arch=model_type,
+        )
+
+    def to_hf_config(self) -> dict[str, Any]:
+        """A Hugging Face ``config.json`` for these weights (used by the cache and by the transformers oracle)."""
+        cfg: dict[str, Any] = {
+            "architectures": ["Qwen2ForCausalLM" if self.arch == "qwen2" else "LlamaForCausalLM"],
+            "model_type": self.arch,
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.dim,
+            "num_hidden_layers": self.n_layers,
+            "num_attention_heads": self.n_heads,
+            "num_key_value_heads": self.n_kv_heads,
+            "intermediate_size": self.intermediate_size,
+            "rms_norm_eps": self.norm_eps,
+            "rope_theta": self.rope_theta,
+            "max_position_embeddings": self.max_seq_len,
+            "tie_word_embeddings": self.tie_word_embeddings,
+            "head_dim": self.head_dim,
+            "hidden_act": "silu",
+        }
+        if self.arch == "llama":
+            cfg.update(attention_bias=self.attention_bias, mlp_bias=False)
+        return cfg
+
+    def replace(self, **changes: Any) -> ModelArgs:
+        return dataclasses.replace(self, **changes)
+
+
+_PRESETS: dict[str, ModelArgs] = {
+    "smollm2-135m": ModelArgs(
+        vocab_size=49152, dim=576, n_layers=30, n_heads=9, n_kv_heads=3, intermediate_size=1536,
+        norm_eps=1e-5, rope_theta=100000.0, max_seq_len=8192, tie_word_embeddings=True,
+    ),
+    "smollm2-360m": ModelArgs(
+        vocab_size=49152, dim=960, n_layers=32, n_heads=15, n_kv_heads=5, intermediate_size=2560,
+        norm_eps=1e-5, rope_theta=100000.0, max_seq_len=8192, tie_word_embeddings=True,
+    ),
+    "qwen2.5-0.5b": ModelArgs(
+        vocab_size=151936, dim=896, n_layers=24, n_heads=14, n_kv_heads=2, intermediate_size=4864,
+        norm_eps=1e-6, rope_theta=1000000.0, max_seq_len=32768, tie_word_embeddings=True,
+        attention_bias=True, arch="qwen2",
+    ),
+    "qwen2.5-1.5b": ModelArgs(
+        vocab_size=151936, dim=1536, n_layers=28, n_heads=12, n_kv_heads=2, intermediate_size=8960,
+        norm_eps=1e-6, rope_theta=1000000.0, max_seq_len=32768, tie_word_embeddings=True,
+        attention_bias=True, arch="qwen2",
+    ),
+}
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm, computed in fp32 and cast back (as HF does)."""
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * h.to(dtype)
+
+
+def rope_cos_sin(
+    positions: torch.Tensor, head_dim: int, theta: float, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin tables for ``positions`` (T,) -> two (T, head_dim) tensors, computed in fp32."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=positions.device) / head_dim))
+    freqs = positions.float()[:, None] * inv_freq[None, :]  # (T, hd/2)
+    emb = torch.cat((freqs, freqs), dim=-1)  # (T, hd)
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate ``x`` (B, nh, T, hd) by position; halves layout ("rotate_half"), as in HF Llama/Qwen2."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+class Attention(nn.Module):
+    def __init__(self, args: ModelArgs) -> None:
+        super().__init__()
+        self.n_heads, self.n_kv_heads, self.head_dim = args.n_heads, args.n_kv_heads, args.head_dim
+        bias = args.attention_bias
+        self.q_proj = nn.Linear(args.dim, args.n_heads * args.head_dim, bias=bias)
+        self.k_proj = nn.Linear(args.dim, args.n_kv_heads * args.head_dim, bias=bias)
+        self.v_proj = nn.Linear(args.dim, args.n_kv_heads * args.head_dim, bias=bias)
+        self.o_proj = nn.Linear(args.n_heads * args.head_dim, args.dim, bias=False)
+        self.kv_cache: KVCache | None = None
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        input_pos: torch.Tensor | None,
+        mask: torch.Tensor | None,
+        kv_len: int,
+    ) -> torch.Tensor:
+        bsz, seqlen, _ = x.shape
+        q = self.q_proj(x).view(bsz, seqlen, self.n_heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
+        k = self.k_proj(x).view(bsz, seqlen, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, nkv, T, hd)
+        v = self.v_proj(x).view(bsz, seqlen, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, nkv, T, hd)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if self.kv_cache is not None and input_pos is not None:
+            k, v = self.kv_cache.update(input_pos, k, v)  # (B, nkv, S, hd)
+            k, v = k[:, :, :kv_len], v[:, :, :kv_len]  # only positions that can be attended to
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=self.n_heads != self.n_kv_heads)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=seqlen > 1, enable_gqa=self.n_heads != self.n_kv_heads)
+        y = y.transpose(1, 2).reshape(bsz, seqlen, self.n_heads * self.head_dim)  # (B, T, nh*hd)
+        return self.o_proj(y)
+
+
+class MLP(nn.Module):
+    def __init__(self, args: ModelArgs) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(args.dim, args.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(args.dim, args.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(args.intermediate_size, args.dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, args: ModelArgs) -> None:
+        super().__init__()
+        self.self_attn = Attention(args)
+        self.mlp = MLP(args)
+        self.input_layernorm = RMSNorm(args.dim, args.norm_eps)
+        self.post_attention_layernorm = RMSNorm(args.dim, args.norm_eps)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, input_pos: torch.Tensor | None,
+                mask: torch.Tensor | None, kv_len: int) -> torch.Tensor:
+        h = x + self.self_attn(self.input_layernorm(x), cos, sin, input_pos, mask, kv_len)
+        return h + self.mlp(self.post_attention_layernorm(h))
+
+
+class DecoderStack(nn.Module):
+    """HF's inner ``model``: embeddings, layers and the final norm (no head)."""
+
+    def __init__(self, args: ModelArgs) -> None:
+        super().__init__()
+        # Passing the weight skips nn.Embedding's random init (slow to set up on the meta device used for loading).
+        self.embed_tokens = nn.Embedding(args.vocab_size, args.dim, _weight=torch.empty(args.vocab_size, args.dim))
+        self.layers = nn.ModuleList(DecoderLayer(args) for _ in range(args.n_layers))
+        self.norm = RMSNorm(args.dim, args.norm_eps)
+
+
+class Transformer(nn.Module):
+    """A causal LM whose ``state_dict`` keys equal HF ``LlamaForCausalLM`` / ``Qwen2ForCausalLM``."""
+
+    def __init__(self, args: ModelArgs) -> None:
+        super().__init__()
+        self.args = args
+        self.model = DecoderStack(args)
+        self.lm_head = nn.Linear(args.dim, args.vocab_size, bias=False)
+        self.tie_weights()
+        self.max_batch_size = -1
+        self.max_seq_len = -1
+
+    @torch.no_grad()
+    def init_weights(self, seed: int = 0, std: float = 0.02) -> Transformer:
+        """Random weights for training from scratch (the constructor leaves the embeddings uninitialized)."""
+        gen = torch.Generator().manual_seed(seed)
+        for name, p in self.named_parameters():
+            if name.endswith("norm.weight"):
+                p.fill_(1.0)
+            elif name.endswith(".bias"):
+                p.zero_()
+            else:
+                p.copy_(torch.randn(p.shape, generator=gen) * std)
+        return self
+
+    def tie_weights(self) -> None:
+        """Share ``lm_head.weight`` with the embeddings when the architecture ties them."""
+        if self.args.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+
+    def setup_caches(self, max_batch_size: int, max_seq_len: int, dtype: torch.dtype | None = None) -> None:
+        """Preallocate a static KV cache in every layer (idempotent for the same or smaller sizes)."""
+        dtype = dtype or self.model.embed_tokens.weight.dtype
+        if max_seq_len > self.args.max_seq_len:
+            raise ValueError(f"max_seq_len {max_seq_len} exceeds the model's context length {self.args.max_seq_len}")
+        first = self.model.layers[0].self_attn.kv_cache
+        if (first is not None and max_batch_size <= self.max_batch_size and max_seq_len == self.max_seq_len
+                and first.k_cache.dtype == dtype):
+            return
+        device = self.model.embed_tokens.weight.device
+        for layer in self.model.layers:
+            cache = KVCache(max_batch_size, max_seq_len, self.args.n_kv_heads, self.args.head_dim, dtype)
+            layer.self_attn.kv_cache = cache.to(device)
+        self.max_batch_size, self.max_seq_len = max_batch_size, max_seq_len
+
+    def clear_caches(self) -> None:
+        """Drop the KV caches: the model goes back to the plain (training) forward."""
+        for layer in self.model.layers:
+            layer.self_attn.kv_cache = None
+        self.max_batch_size = self.max_seq_len = -1
+
+    @property
+    def has_caches(self) -> bool:
+        return self.model.layers[0].self_attn.kv_cache is not None
+
+    def forward(self, input_ids: torch.Tensor, input_pos: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, T, V) for ``input_ids`` (B, T) at positions ``input_pos`` (T,).
+
+        With caches set up, ``input_pos`` is required and keys/values are written there; each token attends to every
+        cached position up to its own. Without caches, the forward is causal over ``input_ids`` alone (positions
+        default to 0..T-1) and differentiable.
+        """
+        bsz, seqlen = input_ids.shape
+        x = self.model.embed_tokens(input_ids)  # (B, T, D)
+        mask: torch.Tensor | None = None
+        kv_len = 0
+        if self.has_caches:
+            if input_pos is None:
+                raise ValueError("caches are set up: pass input_pos (T,), or call clear_caches() to train")
+            if input_pos.shape != (seqlen,):
+                raise ValueError(f"input_pos must have shape ({seqlen},), got {tuple(input_pos.shape)}")
+            kv_len = int(input_pos[-1]) + 1
+            if kv_len > self.max_seq_len:
+                raise ValueError(f"position {kv_len - 1} is beyond the cache ({self.max_seq_len} positions)")
+            if seqlen > 1:  # a block of queries: each sees cached keys up to its own position
+                key_pos = torch.arange(kv_len, device=input_ids.device)
+                mask = key_pos[None, :] <= input_pos[:, None]  # (T, S)
+        positions = input_pos if input_pos is not None else torch.arange(seqlen, device=input_ids.device)
+        cos, sin = rope_cos_sin(positions, self.args.head_dim, self.args.rope_theta, x.dtype)  # (T, hd)
+        for layer in self.model.layers:
+            x = layer(x, cos, sin, input_pos, mask, kv_len)
+        return self.lm_head(self.model.norm(x))  # (B, T, V)

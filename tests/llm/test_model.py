@@ -1,0 +1,115 @@
+"""The decoder against transformers on tiny random models, the KV cache, and the training forward."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from albumen.llm.model import ModelArgs, Transformer
+from albumen.llm.testing import tiny_model
+
+transformers = pytest.importorskip("transformers")
+
+
+def _hf_model(model: Transformer) -> torch.nn.Module:
+    cfg = model.args.to_hf_config()
+    config_cls = transformers.Qwen2Config if model.args.arch == "qwen2" else transformers.LlamaConfig
+    hf = transformers.AutoModelForCausalLM.from_config(config_cls(**cfg), attn_implementation="eager")
+    hf.load_state_dict(model.state_dict(), strict=True)
+    return hf.eval()
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_state_dict_keys_equal_transformers(arch: str) -> None:
+    model = tiny_model(arch=arch)
+    hf = _hf_model(model)
+    assert list(model.state_dict()) == list(hf.state_dict())
+    if arch == "qwen2":
+        assert "model.layers.0.self_attn.q_proj.bias" in model.state_dict()
+    else:  # tied: one tensor under both names, as in HF
+        assert model.lm_head.weight is model.model.embed_tokens.weight
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_logits_equal_transformers(arch: str) -> None:
+    model = tiny_model(arch=arch, seed=1)
+    hf = _hf_model(model)
+    ids = torch.randint(0, 260, (2, 17), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours = model(ids)
+        theirs = hf(ids).logits
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_cached_prefill_and_decode_equal_full_forward() -> None:
+    model = tiny_model()
+    ids = torch.randint(0, 260, (2, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        full = model(ids)
+        model.setup_caches(2, 32)
+        steps = [model(ids[:, :5], torch.arange(5))]
+        steps += [model(ids[:, t : t + 1], torch.tensor([t])) for t in range(5, 12)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-5, atol=1e-5)
+
+
+def test_rollback_is_decoding_again_from_an_earlier_position() -> None:
+    model = tiny_model()
+    ids = torch.randint(0, 260, (1, 10), generator=torch.Generator().manual_seed(1))
+    wrong = torch.randint(0, 260, (1, 4), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        reference = model(ids)[:, -1]
+        model.setup_caches(1, 32)
+        model(ids[:, :6], torch.arange(6))
+        model(wrong, torch.arange(6, 10))  # a rejected draft fills positions 6..9
+        out = model(ids[:, 6:], torch.arange(6, 10))  # roll back to 6: just write again
+    torch.testing.assert_close(out[:, -1], reference, rtol=1e-5, atol=1e-5)
+
+
+def test_block_of_queries_with_cache_sees_only_earlier_positions() -> None:
+    model = tiny_model()
+    ids = torch.randint(0, 260, (1, 9), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        full = model(ids)
+        model.setup_caches(1, 16)
+        model(ids[:, :4], torch.arange(4))
+        block = model(ids[:, 4:], torch.arange(4, 9))  # a verification block, as speculative decoding sends
+    torch.testing.assert_close(block, full[:, 4:], rtol=1e-5, atol=1e-5)
+
+
+def test_training_forward_is_differentiable_without_caches() -> None:
+    model = tiny_model().train()
+    ids = torch.randint(0, 260, (2, 8))
+    logits = model(ids)
+    loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 260), ids[:, 1:].reshape(-1))
+    loss.backward()
+    assert model.model.layers[0].self_attn.q_proj.weight.grad is not None
+    assert torch.isfinite(loss)
+
+
+def test_errors_are_clear() -> None:
+    model = tiny_model()
+    model.setup_caches(1, 8)
+    with pytest.raises(ValueError, match="input_pos"):
+        model(torch.zeros(1, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="beyond the cache"):
+        model(torch.zeros(1, 1, dtype=torch.long), torch.tensor([8]))
+    with pytest.raises(ValueError, match="context length"):
+        model.setup_caches(1, 10_000)
+    with pytest.raises(KeyError, match="unknown architecture"):
+        ModelArgs.from_name("gpt-99")
+
+
+def test_bf16_forward_close_to_fp32() -> None:
+    model = tiny_model()
+    ids = torch.randint(0, 260, (1, 6))
+    with torch.no_grad():
+        ref = model(ids)
+        low = tiny_model(dtype=torch.bfloat16)(ids).float()
+    assert low.dtype == torch.float32 and (low - ref).abs().max() < 0.1 * ref.abs().max()
+
+
+def test_presets_have_consistent_shapes() -> None:
+    for name in ("smollm2-135m", "qwen2.5-0.5b", "qwen2.5-1.5b"):
+        args = ModelArgs.from_name(name)
+        assert args.head_dim * args.n_heads == args.dim
+        assert ModelArgs.from_hf_config(args.to_hf_config()) == args
