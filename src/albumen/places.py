@@ -36,6 +36,7 @@ __all__ = [
     "Home",
     "Place",
     "PlacesAnalyzer",
+    "country_aliases",
     "country_name",
     "distance_from_home_km",
     "geonames_table_path",
@@ -113,6 +114,29 @@ def country_name(code: str) -> str:
     if country is None:
         return code
     return str(getattr(country, "common_name", None) or country.name)
+
+
+# Everyday names that ISO does not list; ISO's own alpha-3 codes and official names are added from pycountry.
+_EXTRA_ALIASES = {
+    "US": ("USA", "US", "America"), "GB": ("UK", "Britain", "Great Britain"), "RU": ("Russia",), "VN": ("Vietnam",),
+    "NL": ("Holland",), "CZ": ("Czech Republic",), "AE": ("UAE",), "KR": ("South Korea", "Korea"),
+}
+
+
+def country_aliases(code: str) -> tuple[str, ...]:
+    """Other names people use for a country ("US" -> "USA", "United States of America", "America" ...)."""
+    names: list[str] = list(_EXTRA_ALIASES.get(code.upper(), ()))
+    try:
+        import pycountry
+    except ImportError:
+        return tuple(names)
+    country = pycountry.countries.get(alpha_2=code.upper()) if code else None
+    if country is not None:
+        for attr in ("alpha_3", "name", "official_name", "common_name"):
+            value = getattr(country, attr, None)
+            if value and value not in names:
+                names.append(str(value))
+    return tuple(names)
 
 
 def _unit_vectors(lat_deg: np.ndarray, lon_deg: np.ndarray) -> np.ndarray:

@@ -155,7 +155,7 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("relative_unit", re.compile(rf"\b{_PREP}(?P<rel>last|this|previous)\s+(?P<unit>week|month|year)\b", re.I)),
     ("named_year", re.compile(rf"\b{_PREP}(?P<name>{_PERIOD_NAMES})(?:'s)?\s+(?:of\s+|in\s+)?(?P<y>{_YEAR})\b", re.I)),
     ("day_word", re.compile(r"\b(?P<word>today|yesterday)\b", re.I)),
-    ("year", re.compile(rf"\b{_PREP}(?P<y>{_YEAR})\b", re.I)),
+    ("year", re.compile(rf"\b{_PREP}(?<![\d-])(?P<y>{_YEAR})\b(?!-\d)", re.I)),
     ("named", re.compile(rf"\b{_PREP}(?P<name>{_FULL_PERIOD_NAMES})(?:'s)?\b", re.I)),
 ]
 _NUMBER_WORDS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,

@@ -1,0 +1,163 @@
+"""Ranking: parse the query, filter by people/places/dates, rank by semantic similarity, cut at a relevance threshold.
+
+``SearchEngine.search("dog on the beach with Anna last summer")``:
+1. parse (rules, optionally merged with an LLM's guided JSON; see ``albumen.search.llm_parser``);
+2. filter: a boolean row mask from the catalog (all people, any place, the date ranges, at/away from home);
+3. rank: cosine similarity between the query vector (the semantic text embedded in the same space as the photos) and
+   every photo vector;
+4. threshold: a photo is relevant only if its score beats both an absolute floor (``min_score``) and the query's own
+   background over the whole library (``median + min_z * 1.4826 * MAD``, a robust mean + z std: the few relevant
+   photos are the outliers and must not widen the background they are measured against). The second rule is what
+   keeps "everything matches" out: MiniLM gives unrelated pairs cosines of 0.1-0.3, and which level means "related"
+   differs per query.
+A query with no semantic text left ("Anna in 2023") is filter-only: every match, newest first, score 1.0.
+
+This module knows the pipeline's order and the threshold rule; the parts (parser, catalog, index, embedder) are seams.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import numpy as np
+
+from albumen.search.catalog import SearchCatalog
+from albumen.search.query import ParsedQuery, Vocabulary, parse_query
+from albumen.search.vector_index import VectorIndex, top_k
+
+__all__ = ["DEFAULT_SPACE", "SearchEngine", "SearchHit", "SearchResult", "SearchSettings"]
+
+# The embeddings "space" the vision analyzers store photo vectors under (MiniLM, 384-d).
+DEFAULT_SPACE = "text-minilm"
+
+QueryParser = Callable[[str, Vocabulary, date], ParsedQuery]
+
+
+@dataclass
+class SearchSettings:
+    """How search ranks and cuts. The defaults are calibrated on the sample library (docs/search.md)."""
+
+    limit: int = 20
+    min_score: float = 0.2  # absolute cosine floor
+    min_z: float = 3.0  # a hit must beat the library's typical score for this query by this many (robust) std
+    home_radius_km: float = 30.0
+    space: str = DEFAULT_SPACE
+    query_template: str = "{}"  # how the semantic text is phrased before embedding
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    photo_id: int
+    path: str
+    score: float
+    day: date | None = None
+    places: tuple[str, ...] = ()
+    people: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "score": round(float(self.score), 4)}
+
+
+@dataclass
+class SearchResult:
+    query: ParsedQuery
+    hits: list[SearchHit]
+    matched_filters: int  # photos passing the filters (all of them when there are none)
+    threshold: float | None = None  # the score cut used, None for filter-only queries
+    notes: list[str] = field(default_factory=list)
+
+
+class SearchEngine:
+    """Search over one library.
+
+    Args:
+        catalog: per-photo metadata for the filters.
+        index: photo vectors (None or empty: only filter-only queries can answer).
+        embedder: anything with ``embed(list[str]) -> (N, D)`` unit vectors in the index's space.
+        settings: limits and thresholds.
+        parser: ``(raw, vocabulary, today) -> ParsedQuery``; the rule-based parser by default.
+    """
+
+    def __init__(
+        self,
+        catalog: SearchCatalog,
+        index: VectorIndex | None,
+        embedder: Any,
+        settings: SearchSettings | None = None,
+        parser: QueryParser | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.index = index
+        self.embedder = embedder
+        self.settings = settings or SearchSettings()
+        self.parser: QueryParser = parser or parse_query
+        self._catalog_rows = self._align_index()
+
+    @classmethod
+    def from_store(
+        cls, store: Any, embedder: Any, settings: SearchSettings | None = None, parser: QueryParser | None = None
+    ) -> SearchEngine:
+        settings = settings or SearchSettings()
+        catalog = SearchCatalog.from_store(store, home_radius_km=settings.home_radius_km)
+        ids, matrix = store.get_embeddings(settings.space)
+        index = VectorIndex(ids, matrix) if ids else None
+        return cls(catalog, index, embedder, settings, parser)
+
+    def _align_index(self) -> np.ndarray:
+        """For each index row, its catalog row (-1 if the photo is gone): int64 (N_index,)."""
+        if self.index is None:
+            return np.zeros(0, dtype=np.int64)
+        return np.array([-1 if (r := self.catalog.row_of(int(i))) is None else r for i in self.index.ids],
+                        dtype=np.int64)
+
+    def parse(self, raw: str, today: date | None = None) -> ParsedQuery:
+        return self.parser(raw, self.catalog.vocabulary(), today or date.today())
+
+    def search(self, raw: str, extra: ParsedQuery | None = None, today: date | None = None,
+               limit: int | None = None) -> SearchResult:
+        """Run one query; ``extra`` carries filters given outside the text (CLI flags), combined with the text's."""
+        query = self.parse(raw, today)
+        if extra is not None:
+            query = query.merged(extra)
+        limit = self.settings.limit if limit is None else limit
+        mask = self.catalog.mask(query)  # (N_catalog,)
+        matched = int(mask.sum())
+        if not query.text:
+            return self._filter_only(query, mask, matched, limit)
+        if self.index is None or len(self.index) == 0:
+            return SearchResult(query, [], matched, None,
+                                [f"no photo vectors in space {self.settings.space!r} yet: run `albumen analyze`"])
+        qvec = self.embedder.embed([self.settings.query_template.format(query.text)])[0]  # (D,)
+        scores = self.index.scores(qvec)  # (N_index,)
+        threshold = self._threshold(scores)
+        rows = self._catalog_rows
+        allowed = (rows >= 0) & (scores >= threshold)  # (N_index,)
+        allowed[rows >= 0] &= mask[rows[rows >= 0]]
+        picked, picked_scores = top_k(scores, limit, allowed)
+        hits = [self._hit(int(rows[i]), float(s)) for i, s in zip(picked, picked_scores)]
+        return SearchResult(query, hits, matched, threshold)
+
+    def _threshold(self, scores: np.ndarray) -> float:
+        """The relevance cut for one query: max(absolute floor, median + min_z * robust std over the whole library)."""
+        s = self.settings
+        if scores.shape[0] < 2:
+            return s.min_score
+        median = float(np.median(scores))
+        robust_std = 1.4826 * float(np.median(np.abs(scores - median)))  # MAD scaled to a normal's std
+        return max(s.min_score, median + s.min_z * robust_std)
+
+    def _filter_only(self, query: ParsedQuery, mask: np.ndarray, matched: int, limit: int) -> SearchResult:
+        notes = [] if query.has_filters else ["empty query: say what to look for, or give a person, place or date"]
+        if not query.has_filters:
+            return SearchResult(query, [], 0, None, notes)
+        rows = np.flatnonzero(mask)
+        # newest first; undated last
+        ordered = sorted(rows, key=lambda r: (self.catalog.rows[r].day is None, -(self.catalog.rows[r].day or date.min).toordinal()))
+        return SearchResult(query, [self._hit(int(r), 1.0) for r in ordered[:limit]], matched, None, notes)
+
+    def _hit(self, row: int, score: float) -> SearchHit:
+        r = self.catalog.rows[row]
+        return SearchHit(r.photo_id, r.path, score, r.day, r.places, r.people)
