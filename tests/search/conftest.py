@@ -43,10 +43,11 @@ PHOTOS = [
 ]
 
 
-def build_store(photos: Sequence[FakePhoto] = PHOTOS, embedder: FakeTextEmbedder | None = None) -> Store:
-    """An in-memory store holding ``photos``; vectors are the fake embedding of each description."""
+def build_store(photos: Sequence[FakePhoto] = PHOTOS, embedder: FakeTextEmbedder | None = None,
+                store: Store | None = None) -> Store:
+    """A store (in-memory by default) holding ``photos``; vectors are the fake embedding of each description."""
     embedder = embedder or FakeTextEmbedder()
-    store = Store.memory()
+    store = store or Store.memory()
     person_ids: dict[str, int] = {}
     vectors: dict[int, np.ndarray] = {}
     places: list[tuple[int, dict]] = []
