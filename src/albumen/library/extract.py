@@ -103,9 +103,10 @@ def register_formats() -> None:
 
 @contextlib.contextmanager
 def _pixel_limit(max_pixels: int) -> Iterator[None]:
-    # Pillow refuses images over 2 x MAX_IMAGE_PIXELS while opening (and warns over 1x); align that with our limit.
+    # Pillow refuses images over 2 x MAX_IMAGE_PIXELS while opening and warns over 1x; we silence the warning and
+    # refuse at 1x ourselves, with the declared size in the message.
     saved = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = max_pixels // 2
+    Image.MAX_IMAGE_PIXELS = max_pixels
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -126,10 +127,12 @@ def _read_original(job: FileJob, max_bytes: int) -> tuple[FileJob, bytes] | Fail
         return Failed(job, "not-a-file", "the path is a folder, not a photo file")
     except OSError as exc:
         return Failed(job, "unreadable", f"cannot open the file: {exc.strerror or exc}")
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        what = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file (FIFO, socket or device)"
+        return Failed(job, "not-a-file", f"the path is {what}, not a photo file; not read")
     with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return Failed(job, "not-a-file", "the path is not a regular file (FIFO, socket or device); not read")
         seen = FileJob(job.path, st.st_size, st.st_mtime_ns, st.st_ino, job.force_decode)
         if st.st_size == 0:
             return Failed(seen, "empty", "the file is empty (0 bytes)")

@@ -308,7 +308,9 @@ def _process(
         done += 1
         if len(batch) >= settings.commit_every:
             flush()
-        report(IndexProgress("index", done, len(jobs), summary.new_photos + len(batch), summary.errors))
+        pending_bad = sum(isinstance(b, Failed) for b in batch)
+        report(IndexProgress("index", done, len(jobs), summary.processed + len(batch) - pending_bad,
+                             summary.errors + pending_bad))
     flush()
     if retry:  # the content was known when the worker looked but is gone now: decode after all
         for result in _Runner(1, extract_settings).run(retry):

@@ -29,7 +29,7 @@ class City:
 
     def to_json(self) -> dict[str, object]:
         return {
-            "id": self.id,
+            "city_id": self.id,
             "city": self.name,
             "country": self.country,
             "country_code": self.country_code,

@@ -50,7 +50,7 @@ _PHONES = (
 )
 _FORMATS = (("JPEG", 0.80), ("WEBP", 0.08), ("PNG", 0.06), ("HEIF", 0.06))
 _EXT = {"JPEG": "JPG", "PNG": "PNG", "WEBP": "WEBP", "HEIF": "HEIC"}
-_BURST_P, _EDIT_P, _NO_GPS_P = 0.08, 0.06, 0.05
+_BURST_P, _EDIT_P, _NO_GPS_P = 0.10, 0.07, 0.05
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,7 @@ class EventPlan:
     day: date
     city_id: str
     people: tuple[str, ...]
+    hero: str | None = None  # whose birthday
 
 
 @dataclass(frozen=True)
@@ -272,7 +273,7 @@ def _plan_shots(rng: random.Random, sources: tuple[SourceImage, ...], n: int) ->
     n_home = n - n_screens - n_birthday - n_trips
     trips = [TripPlan(f"trip-{i + 1}", c, s, e) for i, (c, s, e) in enumerate(_TRIPS)]
     events = [
-        EventPlan(f"event-{i + 1}", "birthday", f"{who.split()[0]}'s birthday", day, HOME.id, ())
+        EventPlan(f"event-{i + 1}", "birthday", f"{who.split()[0]}'s birthday", day, HOME.id, (), who)
         for i, (day, who) in enumerate(_BIRTHDAYS)
     ]
     shots: list[_Shot] = []
@@ -287,16 +288,23 @@ def _plan_shots(rng: random.Random, sources: tuple[SourceImage, ...], n: int) ->
     # Birthdays: mostly the people, at home, all on one evening.
     for event, budget in zip(events, _split(n_birthday, [1.0] * len(events), 2)):
         pool, weights = _pool(tuple(s for s in sources if s.place is None), HOME, 0.7)
-        shots += _shots_for_day(rng, event.day, HOME, budget, pool, weights, event_id=event.id)
+        party = _shots_for_day(rng, event.day, HOME, budget, pool, weights, event_id=event.id)
+        hero = next((s for s in sources if event.hero in s.people), None)
+        if hero is not None:  # the person whose birthday it is is in the first picture of the evening
+            party[0].source = hero
+        shots += party
     # Everyday life at home on random days outside trips and birthdays.
     busy = {t.start + timedelta(d) for t in trips for d in range((t.end - t.start).days + 1)} | {e.day for e in events}
     span = (TIMELINE_END - TIMELINE_START).days + 1
     free = [TIMELINE_START + timedelta(d) for d in range(span) if TIMELINE_START + timedelta(d) not in busy]
     pool, weights = _pool(sources, HOME, 0.35)
     day_budgets: dict[date, int] = {}
-    for _ in range(n_home):
+    left = n_home
+    while left > 0:  # most days have a photo or two, some a handful (where bursts and edits happen)
         day = free[rng.randrange(len(free))]
-        day_budgets[day] = day_budgets.get(day, 0) + 1
+        k = min(left, rng.choice((1, 1, 2, 2, 3, 4, 6, 8)))
+        day_budgets[day] = day_budgets.get(day, 0) + k
+        left -= k
     for day in sorted(day_budgets):
         shots += _shots_for_day(rng, day, HOME, day_budgets[day], pool, weights)
     # Screenshots: documents and simple scenes seen on the phone's screen.

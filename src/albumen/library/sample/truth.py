@@ -113,10 +113,11 @@ def ground_truth(
         for face in s.faces:
             people[face.person] = {"source": s.id, "hog_detectable": face.hog, "photos": []}
     bursts: dict[str, list[str]] = {}
-    trips = {t.id: {"id": t.id, **city_by_id(t.city_id).to_json(), "start": t.start.isoformat(),
+    trips = {t.id: {**city_by_id(t.city_id).to_json(), "id": t.id, "start": t.start.isoformat(),
                     "end": t.end.isoformat(), "photos": []} for t in plan.trips}
     events = {e.id: {"id": e.id, "kind": e.kind, "title": e.title, "date": e.day.isoformat(),
-                     "city": city_by_id(e.city_id).name, "people": list(e.people), "photos": []} for e in plan.events}
+                     "city": city_by_id(e.city_id).name,
+                     "country": city_by_id(e.city_id).country, "person": e.hero, "people": list(e.people), "photos": []} for e in plan.events}
     for entry in photos:
         for name in entry["people"]:
             people[name]["photos"].append(entry["path"])
