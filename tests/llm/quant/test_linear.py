@@ -1,0 +1,121 @@
+"""Quantized linears: shapes, dequantize, kernel path == dequant path, gradients to activations, fallbacks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from albumen.llm.quant import Int4Linear, Int8Linear, PalettizedLinear, parse_scheme
+from albumen.llm.quant.linear import quantized_linear_class
+
+SCHEMES = ["int8", "int4-g32", "int4-g64", "int4-g128", "int4-g32-asym", "pal2", "pal3-gc16", "pal4", "pal4-gc16"]
+# relative weight error each scheme must stay under on Gaussian weights
+MAX_REL_ERR = {"int8": 0.01, "int4": 0.12, "pal2": 0.35, "pal3": 0.2, "pal4": 0.1}
+
+
+def _linear(out_f: int = 64, in_f: int = 256, bias: bool = True) -> nn.Linear:
+    torch.manual_seed(0)
+    return nn.Linear(in_f, out_f, bias=bias)
+
+
+@pytest.mark.parametrize("name", SCHEMES)
+def test_from_float_keeps_shapes_and_weight(name: str) -> None:
+    lin = _linear()
+    scheme = parse_scheme(name)
+    q = quantized_linear_class(scheme).from_float(lin, scheme)
+    assert (q.in_features, q.out_features) == (256, 64)
+    w = q.dequantize()
+    assert w.shape == (64, 256)
+    rel = float((w - lin.weight.detach()).norm() / lin.weight.detach().norm())
+    assert rel < MAX_REL_ERR[name.split("-")[0]]
+    budget = {"int8": 8.2, "int4-g32-asym": 5.1}.get(name, 4.6)  # asym stores a bf16 zero per group too
+    assert q.bits_per_weight() < budget
+    torch.testing.assert_close(q.bias, lin.bias.detach())
+
+
+@pytest.mark.parametrize("name", SCHEMES)
+def test_kernel_path_matches_dequant_path_at_decode(name: str) -> None:
+    lin = _linear()
+    scheme = parse_scheme(name)
+    q = quantized_linear_class(scheme).from_float(lin, scheme)
+    x = torch.randn(1, 1, 256)
+    with torch.no_grad():
+        fast = q(x)
+        q.reference = True
+        ref = q(x)
+    assert fast.shape == (1, 1, 64) and fast.dtype == torch.float32
+    # bf16 activations (int4pack) or 7-bit per-token activations (fbgemm int8) cost ~1-2% of the output scale
+    assert float((fast - ref).abs().max()) < 0.03 * float(ref.abs().max())
+    torch.testing.assert_close(ref, nn.functional.linear(x, q.dequantize(), q.bias))
+
+
+def test_prefill_sized_inputs_take_the_exact_dequant_path() -> None:
+    q = Int8Linear.from_float(_linear(), parse_scheme("int8"))
+    x = torch.randn(2, 16, 256)
+    with torch.no_grad():
+        torch.testing.assert_close(q(x), nn.functional.linear(x, q.dequantize(), q.bias))
+
+
+def test_bf16_activations_give_bf16_outputs() -> None:
+    q = Int4Linear.from_float(_linear(bias=False), parse_scheme("int4-g32"))
+    with torch.no_grad():
+        y = q(torch.randn(1, 256, dtype=torch.bfloat16))
+    assert y.dtype == torch.bfloat16 and y.shape == (1, 64)
+
+
+@pytest.mark.parametrize("name", ["int8", "int4-g32", "pal3-gc16"])
+def test_gradients_reach_activations_through_frozen_base(name: str) -> None:
+    scheme = parse_scheme(name)
+    q = quantized_linear_class(scheme).from_float(_linear(), scheme)
+    x = torch.randn(1, 3, 256, requires_grad=True)
+    q(x).square().sum().backward()
+    xx = x.detach().clone().requires_grad_(True)
+    nn.functional.linear(xx, q.dequantize(), q.bias).square().sum().backward()
+    expected = xx.grad
+    torch.testing.assert_close(x.grad, expected)
+    assert not any(p.requires_grad for p in q.parameters())
+
+
+def test_int4_kernel_falls_back_when_out_features_not_multiple_of_16() -> None:
+    lin = _linear(out_f=40)
+    q = Int4Linear.from_float(lin, parse_scheme("int4-g32"))
+    assert q.kernel_name() == "dequant"
+    x = torch.randn(1, 256)
+    with torch.no_grad():
+        torch.testing.assert_close(q(x), nn.functional.linear(x, q.dequantize(), q.bias))
+
+
+def test_kernel_choice_is_switchable() -> None:
+    q = PalettizedLinear.from_float(_linear(), parse_scheme("pal4"))
+    q.kernel = "bf16"
+    assert q.kernel_name() == "lut-bf16"
+    q.kernel = "dequant"
+    assert q.kernel_name() == "dequant"
+    q.kernel = "int8pack"
+    assert q.kernel_name() == "lut-int8pack"
+    x = torch.randn(1, 256)
+    with torch.no_grad():
+        y = q(x)
+    ref = nn.functional.linear(x, q.dequantize(), q.bias)
+    assert float((y - ref).abs().max()) < 0.02 * float(ref.abs().max())
+
+
+def test_palette_int8_expansion_is_exact() -> None:
+    q = PalettizedLinear.from_float(_linear(), parse_scheme("pal3-gc16"))
+    w8, scale = q.int8_weight()
+    assert w8.dtype == torch.int8
+    torch.testing.assert_close(w8.float() * scale[:, None], q.dequantize())
+
+
+@pytest.mark.parametrize("name", SCHEMES)
+def test_rows_match_dequantized_rows(name: str) -> None:
+    scheme = parse_scheme(name)
+    q = quantized_linear_class(scheme).from_float(_linear(), scheme)
+    ids = torch.tensor([[3, 17], [63, 0]])
+    torch.testing.assert_close(q.rows(ids), q.dequantize()[ids])
+
+
+def test_ragged_group_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="multiple of group size"):
+        Int4Linear.from_float(nn.Linear(40, 16), parse_scheme("int4-g32"))
