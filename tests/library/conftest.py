@@ -132,6 +132,8 @@ def make_hostile(folder: Path) -> dict[str, Path]:
     write_photo(files["non_utf8"], seed=3)
     files["emoji"] = folder / "🎂 birthday 🎉.jpg"
     write_photo(files["emoji"], seed=4)
+    files["locked"] = write_photo(folder / "locked.jpg", seed=6)
+    os.chmod(files["locked"], 0)  # we run as root: the indexer checks the permission bits, not just open()
     files["same_a"] = write_photo(folder / "same_a.jpg", seed=5)
     files["same_b"] = folder / "same_b.jpg"
     files["same_b"].write_bytes(files["same_a"].read_bytes())  # the same file under two names

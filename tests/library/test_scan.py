@@ -22,6 +22,7 @@ def test_hostile_folder_is_walked_to_the_end(hostile_dir: Path) -> None:
     assert problems["back"].kind == "symlink-loop"
     assert problems["self.jpg"].kind == "symlink-loop"
     assert problems["pipe.jpg"].kind == "not-a-file" and "FIFO" in problems["pipe.jpg"].reason
+    assert problems["locked.jpg"].kind == "unreadable" and "----------" in problems["locked.jpg"].reason
     assert "album.jpg" not in files  # a folder named like a photo is walked into, not read
 
 

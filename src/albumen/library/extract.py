@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
 import stat
 import warnings
@@ -110,6 +111,7 @@ def _pixel_limit(max_pixels: int) -> Iterator[None]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", UserWarning)  # "Corrupt EXIF data": handled by read_meta
             yield
     finally:
         Image.MAX_IMAGE_PIXELS = saved
@@ -180,7 +182,10 @@ def _decode(job: FileJob, data: bytes, chash: str, settings: ExtractSettings) ->
         try:
             image = Image.open(io.BytesIO(data))
         except Image.DecompressionBombError as exc:
-            return Failed(job, "decompression-bomb", f"refused as a possible decompression bomb: {exc}")
+            found = re.search(r"\((\d+) pixels\)", str(exc))
+            declared = f"{int(found.group(1)) / 1e6:,.0f} megapixels" if found else "a huge size"
+            return Failed(job, "decompression-bomb",
+                          f"declares {declared}, over the {settings.max_pixels / 1e6:.0f} MP limit; not decoded")
         except UnidentifiedImageError:
             return Failed(job, "not-an-image", _describe_unknown(data))
         with image:
@@ -189,7 +194,8 @@ def _decode(job: FileJob, data: bytes, chash: str, settings: ExtractSettings) ->
             if w * h > settings.max_pixels:
                 return Failed(
                     job, "decompression-bomb",
-                    f"declares {w}x{h} = {w * h / 1e6:.0f} megapixels, over the {settings.max_pixels / 1e6:.0f} MP limit",
+                    f"declares {w}x{h} = {w * h / 1e6:,.0f} megapixels, over the {settings.max_pixels / 1e6:.0f} MP limit;"
+                    " not decoded",
                 )
             try:
                 exif = image.getexif()

@@ -65,6 +65,10 @@ def _stat_problem(path: str, exc: OSError) -> ScanProblem:
 
 def _file_entry(path: str, st: os.stat_result) -> ScannedFile | ScanProblem:
     if stat.S_ISREG(st.st_mode):
+        # root may read anything, so the permission bits are checked too: a file nobody may read stays unread.
+        if not st.st_mode & (stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH) or not os.access(path, os.R_OK):
+            mode = stat.filemode(st.st_mode)
+            return ScanProblem(path, "unreadable", f"the file's permissions ({mode}) do not allow reading it; not read")
         return ScannedFile(path, st.st_size, st.st_mtime_ns, st.st_ino)
     if stat.S_ISFIFO(st.st_mode):
         what = "a FIFO (named pipe)"
