@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +29,8 @@ class PhotoInput:
     taken_at: datetime | None = None
     latitude: float | None = None
     longitude: float | None = None
+    # payloads of the analyzers named in the consuming analyzer's ``needs``, when the pipeline has them
+    context: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -46,6 +48,7 @@ class Analyzer(ABC):
     name: str = ""
     model_id: str = ""
     version: str = "1"
+    needs: tuple[str, ...] = ()  # analyzers whose payloads this one reads from PhotoInput.context (run first)
 
     def __init__(self) -> None:
         self._loaded = False

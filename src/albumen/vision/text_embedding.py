@@ -116,11 +116,14 @@ class FakeTextEmbedder:
 
     def __init__(self, dim: int = EMBED_DIM) -> None:
         self.dim = dim
+        self._words: dict[str, np.ndarray] = {}
 
     def _word_vector(self, word: str) -> np.ndarray:
-        seed = int.from_bytes(hashlib.sha256(word.encode("utf-8")).digest()[:8], "little")
-        v = np.random.default_rng(seed).standard_normal(self.dim).astype(np.float32)  # (D,)
-        return v / np.linalg.norm(v)
+        if word not in self._words:
+            seed = int.from_bytes(hashlib.sha256(word.encode("utf-8")).digest()[:8], "little")
+            v = np.random.default_rng(seed).standard_normal(self.dim).astype(np.float32)  # (D,)
+            self._words[word] = v / np.linalg.norm(v)
+        return self._words[word]
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if isinstance(texts, str):
