@@ -1,10 +1,11 @@
 """Files that break naive photo indexers, made on purpose, each with the error kind a correct indexer should report.
 
-All live under ``hostile/`` in the library. ``expected_error`` is the kind of failure (not a message): ``truncated``,
-``empty_file``, ``not_an_image``, ``decompression_bomb``, ``bad_exif`` (pixels decode, metadata does not),
-``symlink_loop``, ``not_a_file`` (a directory or a FIFO named like a photo: opening a FIFO for reading blocks forever,
-so an indexer must check the file type before opening), ``permission_denied`` (mode 000; root reads it anyway, so
-``expected_error_as_root`` is None) and None for files that are valid photos with awkward names or duplicate content.
+All live under ``hostile/`` in the library. ``expected_error`` is the kind of failure (not a message), in the
+vocabulary of ``albumen errors``: ``truncated``, ``empty``, ``not-an-image``, ``decompression-bomb``, ``symlink-loop``,
+``not-a-file`` (a directory or a FIFO named like a photo: opening a FIFO for reading blocks forever, so an indexer must
+check the file type before opening) and ``unreadable`` (mode 000: this stops normal users, but root reads through it,
+so there both outcomes are acceptable). None means the file is a valid photo that must be indexed: awkward names
+(not UTF-8, emoji), duplicate content (a hard link, a copy) or unparseable EXIF around good pixels.
 
 Creation is idempotent: an entry already on disk in the right form is left untouched. This module knows how to make
 these files; it knows nothing about the rest of the layout.
@@ -36,7 +37,7 @@ class HostileFile:
     kind: str
     expected_error: str | None
     note: str
-    expected_error_as_root: str | None = None
+    acceptable_errors: tuple[str | None, ...] | None = None  # None: only ``expected_error``
     duplicate_of: str | None = None
     created: bool = True  # False when this file system refused it (then ``note`` says why)
 
@@ -47,7 +48,8 @@ class HostileFile:
             "path_bytes_hex": self.path.hex(),
             "kind": self.kind,
             "expected_error": self.expected_error,
-            "expected_error_as_root": self.expected_error_as_root if self.kind == "unreadable_mode_000" else self.expected_error,
+            "acceptable_errors": list(self.acceptable_errors or (self.expected_error,)),
+            "indexable": self.expected_error is None,
             "duplicate_of": self.duplicate_of,
             "created": self.created,
             "note": self.note,
@@ -114,7 +116,7 @@ def make_hostile_files(root: Path, sample: Image.Image, duplicate_source: tuple[
     variants = iter(_jpeg(small, q) for q in range(70, 80))
     out: list[HostileFile] = []
 
-    def regular(name: str | bytes, data: bytes, kind: str, expected: str | None, note: str, **kw: str) -> None:
+    def regular(name: str | bytes, data: bytes, kind: str, expected: str | None, note: str, **kw: object) -> None:
         rel = os.fsencode(HOSTILE_DIR) + b"/" + (name if isinstance(name, bytes) else name.encode())
         try:
             write_if_changed(Path(os.fsdecode(os.path.join(os.fsencode(root), rel))), data)
@@ -124,15 +126,15 @@ def make_hostile_files(root: Path, sample: Image.Image, duplicate_source: tuple[
 
     regular("truncated.jpg", good[: len(good) * 2 // 5], "truncated_jpeg", "truncated",
             "a real JPEG cut after 40% of its bytes: the header parses, the pixels do not")
-    regular("empty.jpg", b"", "zero_bytes", "empty_file", "zero-byte file")
-    regular("notes.jpg", b"Shopping list:\n- coffee\n- cat food\n", "text_as_jpg", "not_an_image",
+    regular("empty.jpg", b"", "zero_bytes", "empty", "zero-byte file")
+    regular("notes.jpg", b"Shopping list:\n- coffee\n- cat food\n", "text_as_jpg", "not-an-image",
             "plain text with a .jpg name")
-    regular("bomb.png", png_bomb(), "decompression_bomb_png", "decompression_bomb",
+    regular("bomb.png", png_bomb(), "decompression_bomb_png", "decompression-bomb",
             "PNG header claims 100000 x 100000 pixels (30 GB decoded) in under 100 bytes")
-    regular("bomb.jpg", jpeg_with_size(good, 65000, 65000), "decompression_bomb_jpeg", "decompression_bomb",
+    regular("bomb.jpg", jpeg_with_size(good, 65000, 65000), "decompression_bomb_jpeg", "decompression-bomb",
             "JPEG whose SOF claims 65000 x 65000 pixels; the file is a few KB")
-    regular("garbage_exif.jpg", insert_app1(good, garbage_exif()), "garbage_exif", "bad_exif",
-            "pixels decode fine; the APP1 'Exif' block points past its end")
+    regular("garbage_exif.jpg", insert_app1(good, garbage_exif()), "garbage_exif", None,
+            "pixels decode fine; the APP1 'Exif' block points past its end: index it without EXIF")
     regular(b"caf\xe9_latin1.jpg", next(variants), "non_utf8_name", None,
             "a valid photo whose file name is Latin-1 bytes, not UTF-8 (path_bytes_hex has the exact bytes)")
     regular("\U0001f382 party \U0001f389.jpg", next(variants), "emoji_name", None, "a valid photo with emoji in its name")
@@ -154,29 +156,30 @@ def make_hostile_files(root: Path, sample: Image.Image, duplicate_source: tuple[
     # Symlinks: a directory link back to its parent (an endless walk) and two file links pointing at each other.
     (base / "loop").mkdir(exist_ok=True)
     _symlink(root, b"hostile/loop/again", b"..")
-    out.append(HostileFile(b"hostile/loop/again", "symlink_dir_loop", "symlink_loop",
+    out.append(HostileFile(b"hostile/loop/again", "symlink_dir_loop", "symlink-loop",
                            "directory symlink to its own parent: following links walks hostile/loop/again/loop/again/..."))
     _symlink(root, b"hostile/cycle_a.jpg", b"cycle_b.jpg")
     _symlink(root, b"hostile/cycle_b.jpg", b"cycle_a.jpg")
     for name in (b"cycle_a.jpg", b"cycle_b.jpg"):
-        out.append(HostileFile(b"hostile/" + name, "symlink_file_loop", "symlink_loop", "two symlinks pointing at each other (ELOOP)"))
+        out.append(HostileFile(b"hostile/" + name, "symlink_file_loop", "symlink-loop", "two symlinks pointing at each other (ELOOP)"))
     # Unreadable: things that are not regular files but look like photos, and a mode-000 file.
     (base / "folder.jpg").mkdir(exist_ok=True)
-    out.append(HostileFile(b"hostile/folder.jpg", "directory_named_jpg", "not_a_file", "a directory named like a photo"))
+    out.append(HostileFile(b"hostile/folder.jpg", "directory_named_jpg", "not-a-file", "a directory named like a photo"))
     fifo = base / "pipe.jpg"
     try:
         if not (fifo.exists() and stat.S_ISFIFO(fifo.lstat().st_mode)):
             os.mkfifo(fifo)
-        out.append(HostileFile(b"hostile/pipe.jpg", "fifo_named_jpg", "not_a_file",
+        out.append(HostileFile(b"hostile/pipe.jpg", "fifo_named_jpg", "not-a-file",
                                "a named pipe: open() for reading blocks until a writer appears, so check the type first"))
     except OSError as exc:
-        out.append(HostileFile(b"hostile/pipe.jpg", "fifo_named_jpg", "not_a_file", f"not created: {exc}", created=False))
+        out.append(HostileFile(b"hostile/pipe.jpg", "fifo_named_jpg", "not-a-file", f"not created: {exc}", created=False))
     locked = base / "locked.jpg"
     if locked.exists() and not os.access(locked, os.R_OK):
         locked.chmod(0o600)  # a non-root re-run: unlock to compare, lock again below
-    regular("locked.jpg", next(variants), "unreadable_mode_000", "permission_denied",
-            "a valid photo with mode 000: unreadable for normal users; root (CAP_DAC_OVERRIDE) still reads it",
-            expected_error_as_root=None)  # type: ignore[arg-type]
+    regular("locked.jpg", next(variants), "unreadable_mode_000", "unreadable",
+            "a valid photo with mode 000: open() fails for normal users; root (CAP_DAC_OVERRIDE) can still read it, "
+            "so as root an indexer may index it or refuse it by its permission bits",
+            acceptable_errors=("unreadable", None))  # type: ignore[arg-type]
     if locked.exists() and stat.S_IMODE(locked.stat().st_mode) != 0:
         locked.chmod(0)
     return out
