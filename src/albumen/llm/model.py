@@ -34,7 +34,7 @@ from torch import nn
 
 from albumen.llm.kv_cache import KVCache
 
-__all__ = ["ModelArgs", "Transformer", "RMSNorm", "apply_rope", "rope_cos_sin"]
+__all__ = ["ModelArgs", "Transformer", "RMSNorm", "apply_rope", "grouped_attention", "rope_cos_sin"]
 
 
 @dataclass(frozen=True)
@@ -176,6 +176,33 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + rotated * sin
 
 
+def grouped_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
+) -> torch.Tensor:
+    """Attention of a few queries over cached keys, grouped-query style, without copying K/V per head.
+
+    Measured on CPU: for one query over a short cache this is far faster than SDPA's flash kernel, which dominated
+    decode time. Softmax is computed in fp32, as HF's eager attention does.
+
+    Args:
+        q: (B, nh, T, hd) queries; heads h*g .. h*g+g-1 share KV head h (g = nh // nkv).
+        k, v: (B, nkv, S, hd) cached keys and values.
+        mask: (T, S) bool, True where a query may attend; None when every key is visible.
+    Returns:
+        (B, nh, T, hd)
+    """
+    bsz, n_heads, seqlen, head_dim = q.shape
+    n_kv = k.shape[1]
+    groups = n_heads // n_kv
+    qg = q.reshape(bsz, n_kv, groups * seqlen, head_dim)  # (B, nkv, g*T, hd)
+    scores = (qg @ k.transpose(-1, -2)).float() * head_dim**-0.5  # (B, nkv, g*T, S)
+    if mask is not None:
+        scores = scores.view(bsz, n_kv, groups, seqlen, -1).masked_fill(~mask, float("-inf"))
+        scores = scores.view(bsz, n_kv, groups * seqlen, -1)
+    probs = scores.softmax(-1).to(v.dtype)
+    return (probs @ v).view(bsz, n_heads, seqlen, head_dim)  # (B, nh, T, hd)
+
+
 class Attention(nn.Module):
     def __init__(self, args: ModelArgs) -> None:
         super().__init__()
@@ -204,7 +231,7 @@ class Attention(nn.Module):
         if self.kv_cache is not None and input_pos is not None:
             k, v = self.kv_cache.update(input_pos, k, v)  # (B, nkv, S, hd)
             k, v = k[:, :, :kv_len], v[:, :, :kv_len]  # only positions that can be attended to
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=self.n_heads != self.n_kv_heads)
+            y = grouped_attention(q, k, v, mask)
         else:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=seqlen > 1, enable_gqa=self.n_heads != self.n_kv_heads)
         y = y.transpose(1, 2).reshape(bsz, seqlen, self.n_heads * self.head_dim)  # (B, T, nh*hd)
@@ -283,9 +310,9 @@ class Transformer(nn.Module):
         if max_seq_len > self.args.max_seq_len:
             raise ValueError(f"max_seq_len {max_seq_len} exceeds the model's context length {self.args.max_seq_len}")
         first = self.model.layers[0].self_attn.kv_cache
-        if (first is not None and max_batch_size <= self.max_batch_size and max_seq_len == self.max_seq_len
+        if (first is not None and max_batch_size <= self.max_batch_size and max_seq_len <= self.max_seq_len
                 and first.k_cache.dtype == dtype):
-            return
+            return  # a larger cache costs nothing: attention only reads positions up to input_pos[-1]
         device = self.model.embed_tokens.weight.device
         for layer in self.model.layers:
             cache = KVCache(max_batch_size, max_seq_len, self.args.n_kv_heads, self.args.head_dim, dtype)
@@ -302,8 +329,10 @@ class Transformer(nn.Module):
     def has_caches(self) -> bool:
         return self.model.layers[0].self_attn.kv_cache is not None
 
-    def forward(self, input_ids: torch.Tensor, input_pos: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (B, T, V) for ``input_ids`` (B, T) at positions ``input_pos`` (T,).
+    def forward(
+        self, input_ids: torch.Tensor, input_pos: torch.Tensor | None = None, last_only: bool = False
+    ) -> torch.Tensor:
+        """Logits (B, T, V) for ``input_ids`` (B, T) at positions ``input_pos`` (T,); (B, 1, V) with ``last_only``.
 
         With caches set up, ``input_pos`` is required and keys/values are written there; each token attends to every
         cached position up to its own. Without caches, the forward is causal over ``input_ids`` alone (positions
@@ -328,4 +357,6 @@ class Transformer(nn.Module):
         cos, sin = rope_cos_sin(positions, self.args.head_dim, self.args.rope_theta, x.dtype)  # (T, hd)
         for layer in self.model.layers:
             x = layer(x, cos, sin, input_pos, mask, kv_len)
+        if last_only:  # prefill needs only the last position: skip the head's (T-1) x V product
+            x = x[:, -1:]
         return self.lm_head(self.model.norm(x))  # (B, T, V)
