@@ -223,7 +223,8 @@ def _folder_bytes(folder: str) -> int:
     return total
 
 
-_ORDER = {"taken": "COALESCE(p.taken_at_utc, p.taken_at), p.id", "path": "f.path", "id": "p.id"}
+# Undated photos sort last.
+_ORDER = {"taken": "p.taken_at IS NULL, COALESCE(p.taken_at_utc, p.taken_at), p.id", "path": "f.path", "id": "p.id"}
 
 
 def list_photos(conn: sqlite3.Connection, *, limit: int = 50, offset: int = 0, order: str = "taken") -> list[dict[str, Any]]:
