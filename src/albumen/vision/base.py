@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Analysis", "Analyzer", "PhotoInput", "ANALYZER_REGISTRY", "create_analyzer"]
+__all__ = ["Analysis", "Analyzer", "PhotoInput", "Region", "ANALYZER_REGISTRY", "create_analyzer"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,18 @@ class PhotoInput:
     context: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Region:
+    """Something found at a place in a photo (a face): box in [0, 1] of the displayed photo, with its own vector."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+    score: float
+    embedding: np.ndarray  # float32 (D,)
+
+
 @dataclass
 class Analysis:
     """One analyzer's result for one photo."""
@@ -40,6 +52,7 @@ class Analysis:
     photo_id: int
     payload: dict[str, Any]  # JSON-able; stored as-is
     vectors: dict[str, np.ndarray] = field(default_factory=dict)  # space name -> float32 (D,)
+    regions: list[Region] | None = None  # per-region results (faces); None = this analyzer has none
 
 
 class Analyzer(ABC):
