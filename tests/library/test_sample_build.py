@@ -169,6 +169,7 @@ def test_cli_json_and_clear_errors(tmp_path: Path) -> None:
     assert clash.exit_code == 2 and "not a folder" in clash.output
 
 
+@pytest.mark.slow
 def test_hog_finds_the_faces_the_ground_truth_promises(library: tuple[Path, dict]) -> None:
     dlib = pytest.importorskip("dlib")
     import numpy as np
@@ -179,8 +180,11 @@ def test_hog_finds_the_faces_the_ground_truth_promises(library: tuple[Path, dict
     detector = dlib.get_frontal_face_detector()
     hits = misses = false = 0
     for entry in truth["photos"]:
+        if not entry["faces"] and entry["kind"] == "screenshot":
+            continue
         with Image.open(root / entry["path"]) as im:
             pixels = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+        # faces shrink to ~70 px after crop and resize: below HOG's 80 px window, so upsample once
         found = [(d.left(), d.top(), d.right(), d.bottom()) for d in detector(pixels, 1)]
         promised = [f["box"] for f in entry["faces"] if f["hog_detectable"]]
         for box in promised:

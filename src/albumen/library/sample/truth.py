@@ -63,6 +63,8 @@ def _photo_entry(plan: PhotoPlan, source: SourceImage, rendered: Rendered, spec:
                 faces.append({"person": face.person, "box": list(box), "hog_detectable": face.hog})
         display = list(output_size(plan.transform))
         labels = list(source.labels)
+        if plan.transform.grayscale and "black and white" not in labels:
+            labels.append("black and white")
     utc = plan.utc_time
     return {
         "path": plan.path,
