@@ -76,11 +76,14 @@ def quantize_int4(w: Tensor, group: int, symmetric: bool = True) -> tuple[Tensor
     return q.reshape(n, k).to(torch.uint8), scale, zero
 
 
-def dequantize_int4(q: Tensor, scale: Tensor, zero: Tensor, group: int) -> Tensor:
-    """(N, K) uint8 codes, (N, G) scale and zero -> (N, K) float32."""
+def dequantize_int4(q: Tensor, scale: Tensor, zero: Tensor | None, group: int) -> Tensor:
+    """(N, K) uint8 codes, (N, G) scale and zero (None: symmetric) -> (N, K) float32."""
     n, k = q.shape
     qg = q.reshape(n, k // group, group).float() - 8.0  # (N, G, g)
-    return (qg * scale.float()[..., None] + zero.float()[..., None]).reshape(n, k)
+    w = qg * scale.float()[..., None]
+    if zero is not None:
+        w = w + zero.float()[..., None]
+    return w.reshape(n, k)
 
 
 def pack_nibbles(q: Tensor) -> Tensor:
@@ -94,6 +97,7 @@ def pack_nibbles(q: Tensor) -> Tensor:
 
 def unpack_nibbles(p: Tensor) -> Tensor:
     """(..., K // 2) uint8 -> (..., K) uint8; the inverse of ``pack_nibbles``."""
-    lo = p & 0x0F
-    hi = p >> 4
-    return torch.stack([lo, hi], dim=-1).reshape(*p.shape[:-1], p.shape[-1] * 2)
+    p32 = p.to(torch.int32)  # int32 arithmetic: exporters type uint8 shifts inconsistently
+    lo = torch.remainder(p32, 16)
+    hi = torch.div(p32, 16, rounding_mode="floor")
+    return torch.stack([lo, hi], dim=-1).reshape(*p.shape[:-1], p.shape[-1] * 2).to(torch.uint8)

@@ -176,14 +176,17 @@ class Int4Linear(QuantizedLinear):
         return unpack_nibbles(self.qweight)
 
     def dequantize(self) -> Tensor:
-        return dequantize_int4(self.codes(), self.scale.float(), self._zero().float(), self.scheme.group_size)
+        zero = None if self.zero is None else self.zero.float()
+        return dequantize_int4(self.codes(), self.scale.float(), zero, self.scheme.group_size)
 
     def rows(self, ids: Tensor) -> Tensor:
         g = self.scheme.group_size
         q = unpack_nibbles(self.qweight[ids]).float() - 8.0  # (..., K)
         lead = q.shape[:-1]
         qg = q.reshape(*lead, self.in_features // g, g)  # (..., G, g)
-        w = qg * self.scale[ids].float()[..., None] + self._zero()[ids].float()[..., None]
+        w = qg * self.scale[ids].float()[..., None]
+        if self.zero is not None:
+            w = w + self.zero[ids].float()[..., None]
         return w.reshape(*lead, self.in_features)
 
     def _build_runtime(self) -> tuple[str, Any] | None:

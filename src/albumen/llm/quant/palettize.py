@@ -129,8 +129,13 @@ def pack_bits(idx: Tensor, bits: int) -> Tensor:
 
 
 def unpack_bits(packed: Tensor, bits: int, k: int) -> Tensor:
-    """The inverse of ``pack_bits``: (N, ceil(K * bits / 8)) uint8 -> (N, K) uint8."""
+    """The inverse of ``pack_bits``: (N, ceil(K * bits / 8)) uint8 -> (N, K) uint8.
+
+    Plain torch ops (no numpy), so it also runs inside traced / exported graphs.
+    """
     n = packed.shape[0]
-    planes = np.unpackbits(packed.cpu().numpy(), axis=-1, count=k * bits, bitorder="little").reshape(n, k, bits)
-    weights = (1 << np.arange(bits, dtype=np.uint16)).astype(np.uint16)
-    return torch.from_numpy((planes.astype(np.uint16) * weights).sum(-1).astype(np.uint8))
+    # int32 arithmetic instead of uint8 shifts: exporters type uint8 shifts inconsistently
+    powers = 2 ** torch.arange(8, dtype=torch.int32)  # (8,)
+    planes = torch.remainder(torch.div(packed.to(torch.int32)[..., None], powers, rounding_mode="floor"), 2)
+    planes = planes.reshape(n, -1)[:, : k * bits].reshape(n, k, bits)  # (N, K, bits), little-endian
+    return (planes * powers[:bits]).sum(-1).to(torch.uint8)
