@@ -79,7 +79,8 @@ def test_sample_library_and_index_run_with_the_network_blocked(tmp_path: Path) -
         assert store.count_photos() >= 40
 
 
-def test_index_alone_runs_with_the_network_blocked(tmp_path: Path, photo_factory: object) -> None:
+@pytest.mark.heavy  # runs every vision analyzer: loading their models takes about a minute on 2 cores
+def test_index_with_analyzers_runs_with_the_network_blocked(tmp_path: Path, photo_factory: object) -> None:
     photo_factory(tmp_path / "lib" / "a.jpg")  # type: ignore[operator]
     out = _run_cli([["--data-dir", str(tmp_path / "d"), "index", str(tmp_path / "lib"), "--json"]], tmp_path)
     assert out == {"codes": [0], "leaks": [], "guarded": True, "hook_live": True}

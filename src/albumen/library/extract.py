@@ -185,7 +185,8 @@ def _decode(job: FileJob, data: bytes, chash: str, settings: ExtractSettings) ->
             found = re.search(r"\((\d+) pixels\)", str(exc))
             declared = f"{int(found.group(1)) / 1e6:,.0f} megapixels" if found else "a huge size"
             return Failed(job, "decompression-bomb",
-                          f"declares {declared}, over the {settings.max_pixels / 1e6:.0f} MP limit; not decoded")
+                          f"likely a decompression bomb: declares {declared}, over the {settings.max_pixels / 1e6:.0f} MP"
+                          " limit; not decoded")
         except UnidentifiedImageError:
             return Failed(job, "not-an-image", _describe_unknown(data))
         with image:
@@ -194,8 +195,8 @@ def _decode(job: FileJob, data: bytes, chash: str, settings: ExtractSettings) ->
             if w * h > settings.max_pixels:
                 return Failed(
                     job, "decompression-bomb",
-                    f"declares {w}x{h} = {w * h / 1e6:,.0f} megapixels, over the {settings.max_pixels / 1e6:.0f} MP limit;"
-                    " not decoded",
+                    f"likely a decompression bomb: declares {w}x{h} = {w * h / 1e6:,.0f} megapixels, over the"
+                    f" {settings.max_pixels / 1e6:.0f} MP limit; not decoded",
                 )
             try:
                 exif = image.getexif()
