@@ -1,0 +1,190 @@
+"""Speculative decoding: a drafter proposes k tokens, the target scores them in one forward pass, and the exact
+acceptance rule (rule.py) keeps a prefix plus one token of the target's own.
+
+The loop, per target step::
+
+    draft = drafter.propose(tokens, k)                  # k cheap guesses
+    logits = target([last] + draft, positions)          # one forward over k+1 positions
+    n, token = verify(draft, logits)                    # keep n drafts, add the target's token
+    tokens += draft[:n] + [token]                       # positions beyond are stale: overwritten next step
+
+The target's static KV cache rolls back for free: the next block is written from the first unaccepted position, and
+attention never reads beyond its own position (kv_cache.py). Drafters roll back their own caches. The draft length
+follows the running acceptance rate (adaptive.py). Greedy output is token-identical to plain greedy decoding; sampled
+output has exactly the target's distribution (repetition penalty included). Guided-JSON constraints are not
+supported here: use plain ``generate`` for them.
+
+This module knows nothing about model files; tokenizers only for the text-level wrapper at the bottom.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from albumen.llm.generate import GenerationResult, GenerationStats, TextAssembler, _prompt_ids, prefill
+from albumen.llm.model import Transformer
+from albumen.llm.sampling import SamplingConfig, apply_repetition_penalty, logits_to_probs, sample
+from albumen.llm.speculative.adaptive import AdaptiveDraftLength, SpeculativeConfig
+from albumen.llm.speculative.drafters.base import Draft, Drafter
+from albumen.llm.speculative.rule import greedy_verify, speculative_verify
+from albumen.llm.tokenizer import Tokenizer
+
+__all__ = ["SpeculativeStats", "speculative_decode", "speculative_generate", "target_scores"]
+
+
+@dataclass
+class SpeculativeStats(GenerationStats):
+    """Plain generation stats plus what speculation did."""
+
+    target_steps: int = 0  # verification forwards after the prefill
+    drafted: int = 0
+    accepted: int = 0
+    draft_s: float = 0.0
+    verify_s: float = 0.0
+    draft_lengths: list[int] = field(default_factory=list)
+
+    @property
+    def acceptance_rate(self) -> float:
+        return self.accepted / self.drafted if self.drafted else 0.0
+
+    @property
+    def tokens_per_step(self) -> float:
+        """Mean tokens produced per target verification step (accepted drafts + the target's own token)."""
+        return (self.new_tokens - 1) / self.target_steps if self.target_steps else 0.0
+
+
+def target_scores(logits: torch.Tensor, cfg: SamplingConfig, history: Sequence[int], draft: Sequence[int]) -> torch.Tensor:
+    """The target's per-slot scores as ``sample`` would see them: repetition penalty with the tokens before each slot.
+
+    Args:
+        logits: (k+1, V) raw target logits for the draft slots and the bonus slot.
+        history: the accepted tokens (prompt included) before slot 0.
+        draft: the k drafted tokens (slot i also sees draft[:i]).
+    Returns:
+        (k+1, V) float logits.
+    """
+    logits = logits.float()
+    if cfg.repetition_penalty == 1.0:
+        return logits
+    rows = []
+    for i in range(logits.shape[0]):
+        seen = torch.tensor([list(history) + list(draft[:i])])  # (1, N)
+        rows.append(apply_repetition_penalty(logits[i : i + 1], seen, cfg.repetition_penalty))
+    return torch.cat(rows)  # (k+1, V)
+
+
+def _verify(
+    draft: Draft, logits: torch.Tensor, cfg: SamplingConfig, history: Sequence[int], gen: torch.Generator | None
+) -> tuple[int, int]:
+    scores = target_scores(logits, cfg, history, draft.tokens)  # (k+1, V)
+    ids = torch.tensor(draft.tokens, dtype=torch.long)
+    if cfg.greedy:
+        return greedy_verify(ids, scores)
+    return speculative_verify(ids, draft.probs, logits_to_probs(scores, cfg), gen)
+
+
+def speculative_decode(
+    target: Transformer,
+    drafter: Drafter,
+    prompt_ids: Sequence[int],
+    cfg: SamplingConfig,
+    spec: SpeculativeConfig = SpeculativeConfig(),
+    eos_ids: Sequence[int] = (),
+    stats: SpeculativeStats | None = None,
+) -> Iterator[int]:
+    """Yield new token ids, exactly as ``generate_tokens`` would (EOS not yielded, at most ``max_new_tokens``)."""
+    if not prompt_ids:
+        raise ValueError("the prompt is empty")
+    stats = stats if stats is not None else SpeculativeStats()
+    stats.prompt_tokens = len(prompt_ids)
+    total = len(prompt_ids) + cfg.max_new_tokens
+    if total > target.args.max_seq_len:
+        raise ValueError(f"prompt ({len(prompt_ids)}) + max_new_tokens ({cfg.max_new_tokens}) exceeds the context "
+                         f"length {target.args.max_seq_len}")
+    if cfg.max_new_tokens == 0:
+        return
+    cache_len = min(target.args.max_seq_len, -(-(total + spec.k_max + 1) // 256) * 256)
+    target.setup_caches(1, cache_len)
+    gen = torch.Generator().manual_seed(cfg.seed) if cfg.seed is not None else None
+    eos = set() if cfg.ignore_eos else set(eos_ids)
+    control = AdaptiveDraftLength(spec, drafter.cost)
+    tokens = list(prompt_ids)
+    drafter.start(target, prompt_ids, cache_len)
+    try:
+        with torch.inference_mode():
+            start = time.perf_counter()
+            logits = prefill(target, torch.tensor([tokens]))
+            first = int(sample(logits, cfg, gen, torch.tensor([tokens]))[0])
+            stats.ttft_s = time.perf_counter() - start
+            stats.new_tokens = 1
+            if first in eos:
+                return
+            tokens.append(first)
+            yield first
+            t0 = time.perf_counter()
+            while stats.new_tokens < cfg.max_new_tokens:
+                # Never draft past max_new_tokens or the cache: the target's own token always comes on top.
+                k = min(control.next_k(), cfg.max_new_tokens - stats.new_tokens - 1)
+                t_draft = time.perf_counter()
+                draft = drafter.propose(tokens, k, cfg, gen) if k > 0 else Draft([])
+                draft = Draft(draft.tokens[:k], None if draft.probs is None else draft.probs[:k])
+                t_verify = time.perf_counter()
+                pos = len(tokens) - 1  # the last accepted token is not in the target's cache yet
+                block = torch.tensor([[tokens[-1], *draft.tokens]])  # (1, k+1)
+                logits = target(block, torch.arange(pos, pos + block.shape[1]))[0]  # (k+1, V)
+                n, token = _verify(draft, logits, cfg, tokens, gen)
+                stats.draft_s += t_verify - t_draft
+                stats.verify_s += time.perf_counter() - t_verify
+                stats.target_steps += 1
+                stats.drafted += len(draft)
+                stats.accepted += n
+                stats.draft_lengths.append(len(draft))
+                control.update(len(draft), n)
+                for t in [*draft.tokens[:n], token]:
+                    stats.new_tokens += 1
+                    stats.decode_s = time.perf_counter() - t0
+                    if t in eos:
+                        return
+                    tokens.append(t)
+                    yield t
+                    if stats.new_tokens >= cfg.max_new_tokens:
+                        return
+    finally:
+        drafter.finish()
+
+
+def speculative_generate(
+    target: Transformer,
+    tokenizer: Tokenizer,
+    drafter: Drafter,
+    prompt: str | Sequence[int] | Sequence[dict[str, str]],
+    cfg: SamplingConfig = SamplingConfig(),
+    spec: SpeculativeConfig = SpeculativeConfig(),
+    chat: bool = False,
+    on_text: Callable[[str], None] | None = None,
+) -> GenerationResult:
+    """``generate`` with a drafter: same text, ids and finish reason; ``result.stats`` is a ``SpeculativeStats``."""
+    stats = SpeculativeStats()
+    result = GenerationResult("", [], "length", stats)
+    text = TextAssembler(tokenizer, cfg.stop)
+    ids = _prompt_ids(tokenizer, prompt, chat)
+    for token in speculative_decode(target, drafter, ids, cfg, spec, tokenizer.eos_ids, stats):
+        result.token_ids.append(token)
+        piece = text.feed(token)
+        if piece and on_text is not None:
+            on_text(piece)
+        if text.stopped:
+            result.finish_reason = "stop"
+            break
+    else:
+        if len(result.token_ids) < cfg.max_new_tokens:
+            result.finish_reason = "eos"
+    tail = text.flush()
+    if tail and on_text is not None:
+        on_text(tail)
+    result.text = text.text
+    return result

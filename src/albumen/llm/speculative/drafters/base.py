@@ -1,0 +1,54 @@
+"""What a drafter is: something that proposes the next few tokens cheaply. The decode loop (decode.py) owns the
+target and the acceptance rule; a drafter only sees the accepted tokens so far and, if it wants them, the target's
+last hidden states.
+
+This module knows nothing about particular drafters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from albumen.llm.model import Transformer
+from albumen.llm.sampling import SamplingConfig
+
+__all__ = ["Draft", "Drafter"]
+
+
+@dataclass
+class Draft:
+    """Proposed tokens and the distributions they were drawn from.
+
+    ``probs`` is (len(tokens), V) for a drafter that samples, or None for a deterministic one (each q_i is one-hot
+    at tokens[i]); V must equal the target's vocabulary.
+    """
+
+    tokens: list[int]
+    probs: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+class Drafter(Protocol):
+    """Proposes tokens for the speculative decoder.
+
+    The loop calls ``start`` once per sequence, then alternates ``propose`` (tokens = prompt + every accepted token
+    so far) and the target's verification; ``finish`` always runs at the end. A drafter with a KV cache rolls it back
+    itself by comparing ``tokens`` with what it fed before.
+    """
+
+    name: str
+    cost: float  # one drafted token's cost relative to one target step (used to pick the draft length)
+
+    def start(self, target: Transformer, prompt_ids: Sequence[int], max_seq_len: int) -> None: ...
+
+    def propose(self, tokens: Sequence[int], k: int, cfg: SamplingConfig, generator: torch.Generator | None) -> Draft:
+        """Up to ``k`` tokens that should follow ``tokens`` (fewer, or none, when it has no good guess)."""
+        ...
+
+    def finish(self) -> None: ...
