@@ -149,10 +149,9 @@ class LoRALinear(nn.Module):
     def set_active(self, name: str | None) -> None:
         """Use adapter ``name`` from the next forward (None: the base alone). Unmerges first if merged."""
         if name is not None and name not in self.adapters:
-            self.active = None  # this layer is not targeted by that adapter
-            return
+            name = None  # this layer is not targeted by that adapter: the bare base
         if self.merged and name != self.active:
-            self.unmerge()
+            self.unmerge()  # a merged adapter must never leak into another one's forward
         self.active = name
 
     @property

@@ -38,13 +38,17 @@ class BF16Linear(nn.Module):
 
 
 def quantize_targets(model: nn.Module, targets: tuple[str, ...] | str, scheme: str = "int4-g32") -> list[str]:
-    """Replace every plain ``nn.Linear`` that ``targets`` selects by a frozen quantised copy; returns the names.
+    """Replace every plain ``nn.Linear`` that ``targets`` selects by a frozen quantised copy; returns their names.
+
+    Targets that are already quantised (or wrapped) stay as they are, so this can run on a quantised checkpoint.
 
     ``scheme``: ``"bf16"`` or any ``albumen.llm.quant.parse_scheme`` name (``"int4-g32"``, ``"int8"``...).
     """
-    names = [n for n, m in model.named_modules() if type(m) is nn.Linear and n and matches_target(n, targets)]
-    if not names:
-        raise ValueError(f"targets {targets!r} match no nn.Linear of the model")
+    matched = {n: m for n, m in model.named_modules()
+               if n and matches_target(n, targets) and hasattr(m, "in_features") and hasattr(m, "out_features")}
+    if not matched:
+        raise ValueError(f"targets {targets!r} match no linear layer of the model")
+    names = [n for n, m in matched.items() if type(m) is nn.Linear]  # already quantised ones are kept as they are
     for n in names:
         parent_name, _, child = n.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
