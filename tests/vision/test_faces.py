@@ -71,3 +71,23 @@ def test_mediapipe_prefilter_keeps_faces_and_skips_empty(photos: list[PhotoInput
     os.environ.setdefault("GLOG_minloglevel", "2")
     results = FaceAnalyzer(FaceConfig(prefilter=True)).predict([photos[2], photos[1]])
     assert len(results[0].payload["faces"]) == 1 and results[1].payload["faces"] == []
+
+
+@pytest.mark.skipif(not HAVE_DLIB or importlib.util.find_spec("mediapipe") is None, reason="mediapipe not installed")
+def test_hog_plus_mediapipe_finds_the_half_hidden_face_hog_misses(tmp_path: Path) -> None:
+    from PIL import Image, ImageOps
+    from skimage import data
+
+    cam = Image.fromarray(data.camera()).convert("RGB")
+    paths = [tmp_path / "cam.jpg", tmp_path / "cam_mirrored.jpg"]
+    cam.save(paths[0])
+    ImageOps.mirror(cam).crop((40, 20, 480, 500)).save(paths[1])
+    batch = [PhotoInput(i, p) for i, p in enumerate(paths)]
+    assert [len(r.payload["faces"]) for r in FaceAnalyzer().predict(batch)] == [0, 0]  # HOG alone misses him
+    analyzer = FaceAnalyzer(model="hog+mediapipe")
+    results = analyzer.predict(batch)
+    assert [len(r.payload["faces"]) for r in results] == [1, 1] and analyzer.model_id == "dlib-hog+mediapipe-resnet128"
+    e = [r.regions[0].embedding for r in results]  # type: ignore[index]
+    assert np.linalg.norm(e[0] - e[1]) < 0.45  # one man, one descriptor space
+    with pytest.raises(ValueError, match="unknown face model"):
+        FaceAnalyzer(model="sonar").load()
