@@ -60,7 +60,16 @@ def load_model(
     models_dir: Path | None = None,
     install: bool = True,
 ) -> tuple[Transformer, HFTokenizer]:
-    """Load a model and its tokenizer (eval mode, no caches set up yet)."""
+    """Load a model and its tokenizer (eval mode, no caches set up yet).
+
+    A quantized checkpoint folder (``quantization.json``, see ``albumen.llm.quant.checkpoint``) loads with its
+    quantized modules in place; ``dtype`` then applies to the float parts (norms, biases, activations).
+    """
     folder = resolve_folder(name_or_path, models_dir, install)
-    model = load_folder(folder, parse_dtype(dtype))
+    if (folder / "quantization.json").is_file():
+        from albumen.llm.quant.checkpoint import load_quantized
+
+        model = load_quantized(folder, parse_dtype(dtype))
+    else:
+        model = load_folder(folder, parse_dtype(dtype))
     return model, HFTokenizer.from_folder(folder)

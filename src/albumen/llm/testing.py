@@ -6,14 +6,16 @@ of the public API and stay small and deterministic. This module knows nothing ab
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
 from albumen.llm.model import ModelArgs, Transformer
 from albumen.llm.tokenizer import Tokenizer
 
-__all__ = ["ByteTokenizer", "tiny_args", "tiny_model"]
+__all__ = ["ByteTokenizer", "byte_level_tokenizer_json", "save_tiny_folder", "tiny_args", "tiny_model"]
 
 _SPECIALS = ("<bos>", "<eos>", "<|im_start|>", "<|im_end|>")
 _CHAT_TEMPLATE = (
@@ -84,3 +86,33 @@ def tiny_model(
             else:
                 p.copy_(torch.randn(p.shape, generator=gen) * (0.5 / p.shape[-1] ** 0.5 if p.ndim == 2 else 0.02))
     return model.to(dtype).eval()
+
+
+def byte_level_tokenizer_json(specials: Sequence[str] = _SPECIALS) -> str:
+    """A ``tokenizers`` JSON: byte-level BPE with no merges (ids 0..255 = bytes), then ``specials``."""
+    from tokenizers import AddedToken, Tokenizer as Backend, decoders, models, pre_tokenizers
+
+    from albumen.llm.tokenizer import byte_decoder
+
+    vocab = {ch: b for ch, b in byte_decoder().items()}
+    tok = Backend(models.BPE(vocab=vocab, merges=[], fuse_unk=False))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in specials])
+    return tok.to_str()
+
+
+def save_tiny_folder(folder: str | Path, arch: str = "llama", seed: int = 0) -> Path:
+    """A complete model folder (config, safetensors, tokenizer with chat template) holding ``tiny_model``.
+
+    The tokenizer is byte-level with the same ids as ``ByteTokenizer``, so CLI and loading tests run end to end.
+    """
+    from albumen.llm.weights.safetensors_io import save_folder
+
+    folder = Path(folder)
+    model = tiny_model(seed=seed, arch=arch)
+    save_folder(folder, model.args, model.state_dict())
+    (folder / "tokenizer.json").write_text(byte_level_tokenizer_json(), encoding="utf-8")
+    config = {"bos_token": "<bos>", "eos_token": "<eos>", "add_bos_token": False, "chat_template": _CHAT_TEMPLATE}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    return folder
