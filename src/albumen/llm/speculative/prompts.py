@@ -1,0 +1,82 @@
+"""Prompt sets for training and measuring drafters: memory stories grounded in fact records (JSONL of dicts with
+kind, start, end, places, people, tags, photo_count), and open-ended requests.
+
+Train and benchmark sets are disjoint: ``split="train"`` takes the first records and the first topic list,
+``split="bench"`` the last records and a second topic list. This module only renders text; it knows nothing about
+photos beyond the field names of a record, nor about models.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = ["grounded_prompts", "open_prompts", "render_record"]
+
+Split = Literal["train", "bench"]
+
+_GROUNDED = (
+    "Write a short, warm memory story (4-6 sentences) about this photo collection. Mention the people, the place and "
+    "the date.\n\n{facts}",
+    "Here are the facts of a day in my photo library. Tell the story of that day in one paragraph, naming who was "
+    "there and where it happened.\n\n{facts}",
+    "Write a title and a short summary for this album, using the place, the dates and the people.\n\n{facts}",
+)
+
+_OPEN_TEMPLATES = (
+    "Write a short story about {t}.",
+    "Explain {t} in simple words.",
+    "Give me three tips about {t}.",
+    "Describe {t} in a few sentences.",
+)
+_TOPICS_TRAIN = (
+    "a rainy afternoon", "learning to ride a bike", "a lighthouse keeper", "making bread at home", "a lost umbrella",
+    "the ocean at night", "planting a vegetable garden", "a train journey through the mountains", "a friendly robot",
+    "the first day of school", "a birthday surprise", "autumn leaves", "how rainbows form", "a busy market",
+    "keeping a journal", "a snowy village", "an old bookshop", "the moon landing", "a dog who loves to swim",
+    "photography for beginners", "a picnic in the park", "why the sky is blue", "a violin lesson", "city lights",
+    "a camping trip", "recycling at home", "a secret garden", "the life of a honeybee", "running a marathon",
+    "a family dinner", "an island adventure", "how clocks work", "a kite festival", "the desert at sunrise",
+    "saving money", "a chess game", "a museum visit", "cooking pasta", "a thunderstorm", "a quiet library",
+)
+_TOPICS_BENCH = (
+    "a walk along the river", "a grandmother's recipe", "the northern lights", "building a sandcastle",
+    "a sleepy cat", "how bicycles stay upright", "a summer festival", "an old photograph",
+)
+
+
+def render_record(r: dict[str, Any]) -> str:
+    """One fact per line, as a user would paste it."""
+    places = "; ".join(
+        ", ".join(str(p[k]) for k in ("city", "region", "country") if p.get(k)) for p in r.get("places", [])
+    )
+    dates = r.get("start", "") if r.get("start") == r.get("end") else f"{r.get('start', '')} to {r.get('end', '')}"
+    return "\n".join([
+        f"Event: {r.get('kind', 'photos')}",
+        f"Dates: {dates}",
+        f"Places: {places or 'unknown'}",
+        "People: " + (", ".join(r.get("people", [])) or "none"),
+        "Scenes: " + ", ".join(r.get("tags", [])),
+        f"Photos: {r.get('photo_count', 0)}",
+    ])
+
+
+def grounded_prompts(facts_path: str | Path, n: int, split: Split = "train", seed: int = 0) -> list[str]:
+    """``n`` story requests over records of ``facts_path`` (train: from the start, bench: from the end)."""
+    lines = [line for line in Path(facts_path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]
+    pool = records[: max(0, len(records) - 100)] if split == "train" else records[-100:]
+    if not pool:
+        raise ValueError(f"{facts_path}: not enough records for the {split} split")
+    rng = random.Random(seed)
+    return [rng.choice(_GROUNDED).format(facts=render_record(pool[i % len(pool)])) for i in range(n)]
+
+
+def open_prompts(n: int, split: Split = "train", seed: int = 0) -> list[str]:
+    """``n`` open-ended requests (topics differ between splits)."""
+    topics = _TOPICS_TRAIN if split == "train" else _TOPICS_BENCH
+    pairs = [(t, tpl) for t in topics for tpl in _OPEN_TEMPLATES]
+    random.Random(seed).shuffle(pairs)
+    return [tpl.format(t=t) for t, tpl in (pairs * (n // len(pairs) + 1))[:n]]

@@ -1,0 +1,92 @@
+"""The EAGLE-style head drafter on tiny models: exactness, feature capture, cache reuse, save/load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from albumen.llm.sampling import SamplingConfig
+from albumen.llm.speculative.adaptive import SpeculativeConfig
+from albumen.llm.speculative.decode import SpeculativeStats, speculative_decode
+from albumen.llm.speculative.drafters.head import DraftHead, HeadConfig, HeadDrafter, load_head, save_head
+from albumen.llm.testing import tiny_model
+
+from .conftest import plain_tokens
+
+
+def random_head(target, seed: int = 0, vocab: torch.Tensor | None = None) -> DraftHead:
+    torch.manual_seed(seed)
+    cfg = HeadConfig.for_target(target.args, "tiny", intermediate_size=32)
+    head = DraftHead(cfg, vocab if vocab is not None else torch.arange(target.args.vocab_size))
+    return head.eval()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_greedy_with_a_head_is_token_identical(seed: int) -> None:
+    target = tiny_model(seed=seed)
+    prompt = list(range(10 + seed, 30 + seed))
+    cfg = SamplingConfig(max_new_tokens=40, ignore_eos=True)
+    expected = plain_tokens(target, prompt, cfg)
+    vocab = torch.tensor(sorted(set(expected[::2]) | {0, 1, 2}))  # a restricted draft vocabulary
+    drafter = HeadDrafter(random_head(target, seed, vocab))
+    for spec in (SpeculativeConfig(k=3, adaptive=False), SpeculativeConfig(k=5)):
+        assert list(speculative_decode(target, drafter, prompt, cfg, spec)) == expected
+    assert drafter._hook is None  # the hook is gone after decoding
+
+
+def test_captured_features_equal_the_full_forward() -> None:
+    target = tiny_model(seed=3)
+    prompt = [5, 9, 13, 5, 9]
+    cfg = SamplingConfig(max_new_tokens=12, ignore_eos=True)
+    drafter = HeadDrafter(random_head(target))
+    out = list(speculative_decode(target, drafter, prompt, cfg, SpeculativeConfig(k=3, adaptive=False)))
+    seq = prompt + out
+    target.clear_caches()
+    with torch.no_grad():
+        hidden = {}
+        hook = target.model.norm.register_forward_hook(lambda m, a, o: hidden.setdefault("h", o))
+        target(torch.tensor([seq]))
+        hook.remove()
+    verified = len(seq) - 1  # the last token was never fed to the target
+    torch.testing.assert_close(drafter._feats[:verified], hidden["h"][0, :verified], rtol=1e-4, atol=1e-4)
+
+
+def test_sampling_reports_the_head_distribution() -> None:
+    target = tiny_model(seed=1)
+    drafter = HeadDrafter(random_head(target, vocab=torch.tensor([3, 7, 11])))
+    cfg = SamplingConfig(temperature=1.0, max_new_tokens=20, ignore_eos=True, seed=0)
+    stats = SpeculativeStats()
+    out = list(speculative_decode(target, drafter, [1, 2, 3], cfg, SpeculativeConfig(k=3, adaptive=False), stats=stats))
+    assert len(out) == 20 and stats.drafted > 0
+    drafter.start(target, [1, 2, 3], 64)
+    target.setup_caches(1, 64)
+    with torch.inference_mode():
+        target(torch.tensor([[1, 2, 3]]), torch.arange(3))
+        draft = drafter.propose([1, 2, 3, 4], 2, cfg, torch.Generator().manual_seed(0))
+    drafter.finish()
+    assert draft.probs is not None and draft.probs.shape == (2, target.args.vocab_size)
+    assert set(draft.tokens) <= {3, 7, 11}
+    torch.testing.assert_close(draft.probs.sum(-1), torch.ones(2))
+    assert float(draft.probs[:, [0, 1, 2]].sum()) == 0.0  # never outside the head's vocabulary
+
+
+def test_save_and_load_round_trip(tmp_path: Path) -> None:
+    target = tiny_model()
+    head = random_head(target, vocab=torch.tensor([4, 8, 15, 16]))
+    save_head(head, tmp_path / "h.safetensors", {"train_s": 1.5})
+    loaded, meta = load_head(tmp_path / "h.safetensors")
+    assert meta == {"train_s": 1.5}
+    assert loaded.cfg == head.cfg and loaded.vocab.tolist() == [4, 8, 15, 16]
+    x = torch.randn(1, 3, target.args.dim)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, x), head.half().float()(x, x), rtol=1e-3, atol=1e-3)
+    with pytest.raises(FileNotFoundError, match="train one"):
+        load_head(tmp_path / "missing.safetensors")
+
+
+def test_head_for_another_width_is_refused() -> None:
+    head = random_head(tiny_model(dim=32))
+    with pytest.raises(ValueError, match="width"):
+        list(speculative_decode(tiny_model(), HeadDrafter(head), [1, 2], SamplingConfig(max_new_tokens=4)))
