@@ -21,7 +21,7 @@ class SpeculativeConfig:
     """Draft length policy. ``adaptive=False`` always drafts ``k`` tokens."""
 
     k: int = 4  # the starting (or fixed) draft length
-    k_max: int = 8
+    k_max: int = 7  # a block of k_max + 1 = 8 rows stays on the quantized kernels' decode path
     adaptive: bool = True
     prior_rate: float = 0.6  # acceptance rate assumed before any evidence
     prior_weight: float = 2.0  # how many drafted tokens that prior is worth

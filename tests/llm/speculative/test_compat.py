@@ -1,0 +1,64 @@
+"""Speculation on top of the other engine features: quantized weights and an active LoRA adapter (tiny fakes)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from albumen.llm.adapters.config import AdapterConfig
+from albumen.llm.adapters.registry import AdapterRegistry
+from albumen.llm.quant import QuantConfig, quantize_model
+from albumen.llm.quant.kernels import fbgemm_int8_available
+from albumen.llm.sampling import SamplingConfig
+from albumen.llm.speculative.adaptive import SpeculativeConfig
+from albumen.llm.speculative.decode import SpeculativeStats, speculative_decode
+from albumen.llm.speculative.drafters.head import DraftHead, HeadConfig, HeadDrafter
+from albumen.llm.speculative.drafters.lookup import LookupDrafter
+from albumen.llm.speculative.drafters.model import ModelDrafter
+from albumen.llm.speculative.invariance import batch_dependent_layers, batch_invariant_kernels
+from albumen.llm.testing import tiny_model
+
+from .conftest import plain_tokens
+
+CFG = SamplingConfig(max_new_tokens=32, ignore_eos=True)
+PROMPT = [10, 20, 30, 10, 20, 40, 50, 10, 20]
+
+
+def _drafters(target):
+    torch.manual_seed(0)
+    head = DraftHead(HeadConfig.for_target(target.args, "tiny", intermediate_size=32), torch.arange(260)).eval()
+    draft = tiny_model(seed=9, dim=32)
+    quantize_model(draft, QuantConfig.from_scheme("int8"))
+    return {"lookup": LookupDrafter(), "model-int8": ModelDrafter(draft), "head": HeadDrafter(head)}
+
+
+@pytest.mark.parametrize("scheme", ["int8", "int4-g32", "pal4-gc16"])
+def test_greedy_identical_with_quantized_target(scheme: str) -> None:
+    target = tiny_model(seed=2, dim=64)
+    quantize_model(target, QuantConfig.from_scheme(scheme))
+    switched = batch_invariant_kernels(target)  # fbgemm's per-call activation scale would couple the block's rows
+    assert batch_dependent_layers(target) == []
+    assert switched or scheme == "int4-g32" or not fbgemm_int8_available()
+    expected = plain_tokens(target, PROMPT, CFG)
+    for name, drafter in _drafters(target).items():
+        stats = SpeculativeStats()
+        got = list(speculative_decode(target, drafter, PROMPT, CFG, SpeculativeConfig(k=4), stats=stats))
+        assert got == expected, name
+        assert stats.drafted > 0
+
+
+def test_greedy_identical_with_an_active_lora_adapter() -> None:
+    target = tiny_model(seed=3, dim=64)
+    registry = AdapterRegistry(target)
+    registry.add("style", AdapterConfig(r=4, alpha=8, target_modules=("q_proj", "v_proj", "down_proj")))
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for n, p in target.named_parameters():
+            if "lora_B" in n:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    base = plain_tokens(target, PROMPT, CFG)
+    registry.activate("style")
+    expected = plain_tokens(target, PROMPT, CFG)
+    assert expected != base  # the adapter really changes the output
+    for name, drafter in _drafters(target).items():
+        assert list(speculative_decode(target, drafter, PROMPT, CFG, SpeculativeConfig(k=4))) == expected, name
