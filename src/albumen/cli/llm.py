@@ -85,6 +85,26 @@ def _read_schema(path: Path) -> dict[str, Any]:
     return schema
 
 
+def _generate_speculative(ctx: typer.Context, lm: LoadedModel, text: str, cfg: Any, spec: str, chat: bool,
+                          stats: bool, dtype: Optional[str]) -> None:
+    """``generate --speculative``: stream the (identical) text; with ``--stats`` also time plain decoding."""
+    from albumen.llm.generate import generate
+    from albumen.llm.speculative.decode import speculative_generate
+    from albumen.llm.speculative.factory import describe, make_drafter
+
+    try:
+        drafter = make_drafter(spec, lm.model, lm.name, load=lambda name: load_for_cli(ctx, name, dtype).model)
+        result = speculative_generate(lm.model, lm.tokenizer, drafter, text, cfg, chat=chat,
+                                      on_text=lambda piece: (typer.echo(piece, nl=False), sys.stdout.flush()))
+    except (ValueError, FileNotFoundError) as exc:
+        fail(str(exc))
+    typer.echo("")
+    if stats:
+        _print_stats(result, lm.load_s)
+        plain = generate(lm.model, lm.tokenizer, text, cfg, chat=chat).stats.decode_tokens_per_s
+        typer.echo(f"[speculative {spec}: {describe(result.stats, plain)}]", err=True)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``generate``, ``chat``, ``bench`` and ``fetch`` to the ``albumen llm`` sub-app."""
 
@@ -105,6 +125,8 @@ def register(app: typer.Typer) -> None:
         dtype: Optional[str] = typer.Option(None, "--dtype", help="fp32 or bf16."),
         chat: bool = typer.Option(True, "--chat/--raw", help="Wrap the prompt in the model's chat template."),
         stats: bool = typer.Option(False, "--stats", help="Print tokens/s and time to first token on stderr."),
+        speculative: Optional[str] = typer.Option(
+            None, "--speculative", help="Lossless speculative decoding with a drafter: model:NAME, lookup or head."),
     ) -> None:
         """Generate a completion of PROMPT and stream it to stdout."""
         from albumen.llm.generate import GenerationResult, stream
@@ -116,6 +138,11 @@ def register(app: typer.Typer) -> None:
                                   stop=tuple(stop))
         schema = _read_schema(json_schema) if json_schema else None
         lm = load_for_cli(ctx, model, dtype)
+        if speculative is not None:
+            if schema is not None:
+                fail("--speculative cannot be combined with --json-schema")
+            _generate_speculative(ctx, lm, text, cfg, speculative, chat, stats, dtype)
+            return
         constraint = None
         if schema is not None:
             try:

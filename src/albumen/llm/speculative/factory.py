@@ -1,0 +1,69 @@
+"""Building a drafter from a short spec (what ``albumen llm generate --speculative`` takes) and describing a run.
+
+Specs: ``lookup`` (prompt n-grams), ``head`` (the trained head for the target, from ``assets/drafters``),
+``head:PATH`` (a head file), ``model:NAME`` (a smaller model with the same tokenizer, loaded through ``load``).
+This module knows drafter names and where trained heads live; loading models is the caller's ``load`` callable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from albumen.llm.model import Transformer
+from albumen.llm.speculative.decode import SpeculativeStats
+from albumen.llm.speculative.drafters.base import Drafter
+
+__all__ = ["default_head_path", "describe", "make_drafter"]
+
+_HEADS = {"smollm2-135m": "smollm2-135m-head.safetensors"}
+
+
+def drafters_dir() -> Path:
+    """``assets/drafters`` at the repository root."""
+    return Path(__file__).resolve().parents[4] / "assets" / "drafters"
+
+
+def default_head_path(target_name: str) -> Path:
+    """The trained head for a target preset name (``smollm2-135m``)."""
+    key = Path(str(target_name)).name.lower()
+    if key not in _HEADS:
+        raise ValueError(f"no trained draft head for {target_name!r} (heads exist for: {', '.join(_HEADS)}); "
+                         "pass head:PATH, or use lookup / model:NAME")
+    return drafters_dir() / _HEADS[key]
+
+
+def make_drafter(
+    spec: str, target: Transformer, target_name: str = "", load: Callable[[str], Transformer] | None = None
+) -> Drafter:
+    """A drafter for ``target`` from ``spec``; errors name the accepted forms."""
+    kind, _, arg = spec.strip().partition(":")
+    kind = kind.lower()
+    if kind == "lookup" and not arg:
+        from albumen.llm.speculative.drafters.lookup import LookupDrafter
+
+        return LookupDrafter()
+    if kind == "head":
+        from albumen.llm.speculative.drafters.head import HeadDrafter, load_head
+
+        path = Path(arg) if arg else default_head_path(target_name)
+        head, _ = load_head(path)
+        return HeadDrafter(head)
+    if kind == "model" and arg:
+        if load is None:
+            raise ValueError("model:NAME needs a way to load the draft model")
+        from albumen.llm.speculative.drafters.model import ModelDrafter
+
+        return ModelDrafter(load(arg), name=f"model:{arg}")
+    raise ValueError(f"unknown drafter {spec!r}; use lookup, head, head:PATH or model:NAME")
+
+
+def describe(stats: SpeculativeStats, plain_tokens_per_s: float | None = None) -> str:
+    """One line: acceptance rate, tokens per target step, speed, and the speed-up over plain decoding if measured."""
+    line = (f"acceptance {stats.acceptance_rate:.0%} ({stats.accepted}/{stats.drafted} drafted), "
+            f"{stats.tokens_per_step:.2f} tokens per target step, {stats.target_steps} target steps, "
+            f"decode {stats.decode_tokens_per_s:.1f} tokens/s")
+    if plain_tokens_per_s:
+        line += (f", plain {plain_tokens_per_s:.1f} tokens/s, "
+                 f"speed-up {stats.decode_tokens_per_s / plain_tokens_per_s:.2f}x")
+    return line
