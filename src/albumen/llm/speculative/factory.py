@@ -1,7 +1,8 @@
 """Building a drafter from a short spec (what ``albumen llm generate --speculative`` takes) and describing a run.
 
 Specs: ``lookup`` (prompt n-grams), ``head`` (the trained head for the target, from ``assets/drafters``),
-``head:PATH`` (a head file), ``model:NAME`` (a smaller model with the same tokenizer, loaded through ``load``).
+``head:PATH`` (a head file), ``model:NAME`` (a smaller model with the same tokenizer, loaded through ``load``), and
+chains such as ``lookup+head`` (the first drafter with a proposal wins).
 This module knows drafter names and where trained heads live; loading models is the caller's ``load`` callable.
 """
 
@@ -36,7 +37,15 @@ def default_head_path(target_name: str) -> Path:
 def make_drafter(
     spec: str, target: Transformer, target_name: str = "", load: Callable[[str], Transformer] | None = None
 ) -> Drafter:
-    """A drafter for ``target`` from ``spec``; errors name the accepted forms."""
+    """A drafter for ``target`` from ``spec``; errors name the accepted forms. ``a+b`` chains drafters (first
+    non-empty proposal wins); a lookup inside a chain needs a 2-token match, so that the next drafter gets the rest."""
+    if "+" in spec:
+        from albumen.llm.speculative.drafters.chain import ChainDrafter
+        from albumen.llm.speculative.drafters.lookup import LookupConfig, LookupDrafter
+
+        parts = [p.strip() for p in spec.split("+")]
+        return ChainDrafter([LookupDrafter(LookupConfig(min_ngram=2)) if p.lower() == "lookup"
+                             else make_drafter(p, target, target_name, load) for p in parts])
     kind, _, arg = spec.strip().partition(":")
     kind = kind.lower()
     if kind == "lookup" and not arg:
@@ -55,7 +64,7 @@ def make_drafter(
         from albumen.llm.speculative.drafters.model import ModelDrafter
 
         return ModelDrafter(load(arg), name=f"model:{arg}")
-    raise ValueError(f"unknown drafter {spec!r}; use lookup, head, head:PATH or model:NAME")
+    raise ValueError(f"unknown drafter {spec!r}; use lookup, head, head:PATH, model:NAME or a chain like lookup+head")
 
 
 def describe(stats: SpeculativeStats, plain_tokens_per_s: float | None = None) -> str:

@@ -1,0 +1,197 @@
+"""Speculative decoding vs plain decoding, side by side in one run, on grounded memory stories and open-ended prompts.
+
+    flock /tmp/albumen-heavy.lock .venv/bin/python benchmarks/speculative.py [--prompts 4] [--max-new-tokens 96] \\
+        [--drafters lookup,head] [--json build/bench/speculative.json]
+    flock /tmp/albumen-heavy.lock .venv/bin/python benchmarks/speculative.py --large [--quant int4-g32]
+
+Default: SmolLM2-135M (fp32) as the target, drafters ``lookup`` and ``head`` (the trained head in assets/drafters).
+``--large``: Qwen2.5-1.5B as the target with Qwen2.5-0.5B (``model:qwen2.5-0.5b``) and ``lookup``; ``--quant`` quantizes
+target and draft (batch-invariant kernels, see speculative/invariance.py); ``--llama-cpp`` adds llama.cpp's plain decoding
+of the same GGUF as a peer when llama-cpp-python is installed.
+
+Greedy decoding (so outputs must be token-identical: checked and reported). For every prompt the methods run in a
+rotating order (plain, drafter 1, drafter 2, then drafter 1, drafter 2, plain, ...), ``--repeats`` times; a method's
+figure is its median decode tokens/s over repeats, and the speed-up is per prompt (method / plain from the same
+round), then the median over prompts and the aggregate (total tokens / total decode seconds) per prompt set.
+Prompts come from the bench split of speculative/prompts.py (disjoint from the head's training prompts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from albumen.llm.generate import generate
+from albumen.llm.loading import load_model
+from albumen.llm.sampling import SamplingConfig
+from albumen.llm.speculative.adaptive import SpeculativeConfig
+from albumen.llm.speculative.decode import speculative_generate
+from albumen.llm.speculative.factory import make_drafter
+from albumen.llm.speculative.prompts import grounded_prompts, open_prompts
+
+FACTS = Path(__file__).resolve().parents[1] / "assets" / "titles" / "facts.jsonl"
+
+
+def _weights_bytes(model: torch.nn.Module) -> int:
+    seen, total = set(), 0
+    for t in [*model.parameters(), *model.buffers()]:
+        if t.data_ptr() not in seen:
+            seen.add(t.data_ptr())
+            total += t.numel() * t.element_size()
+    return total
+
+
+def _plain(target, tok, prompt: str, cfg: SamplingConfig) -> dict[str, Any]:
+    r = generate(target, tok, prompt, cfg, chat=True)
+    return {"ids": r.token_ids, "tok_s": r.stats.decode_tokens_per_s, "new": r.stats.new_tokens,
+            "decode_s": r.stats.decode_s}
+
+
+def _spec(target, tok, drafter, prompt: str, cfg: SamplingConfig, spec: SpeculativeConfig) -> dict[str, Any]:
+    r = speculative_generate(target, tok, drafter, prompt, cfg, spec, chat=True)
+    s = r.stats
+    return {"ids": r.token_ids, "tok_s": s.decode_tokens_per_s, "new": s.new_tokens, "decode_s": s.decode_s,
+            "drafted": s.drafted, "accepted": s.accepted, "steps": s.target_steps}
+
+
+def _llama_cpp_peer(gguf: Path, prompts: list[str], max_new: int, threads: int) -> float | None:
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        return None
+    llm = Llama(model_path=str(gguf), n_ctx=1024, n_threads=threads, verbose=False)
+    rates = []
+    for p in prompts:
+        t0 = time.perf_counter()
+        out = llm.create_chat_completion([{"role": "user", "content": p}], max_tokens=max_new, temperature=0.0)
+        n = out["usage"]["completion_tokens"]
+        rates.append(n / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    target, tok = load_model(args.target, args.dtype)
+    load_s = time.perf_counter() - t0
+    cfg = SamplingConfig(max_new_tokens=args.max_new_tokens, ignore_eos=False)
+    spec = SpeculativeConfig(k=args.k)
+    loaded: dict[str, Any] = {}
+
+    def load(name: str):
+        loaded[name] = load_model(name, args.dtype)[0]
+        return loaded[name]
+
+    drafters = {name: make_drafter(name, target, args.target, load) for name in args.drafters.split(",")}
+    if args.quant:
+        from albumen.llm.quant import QuantConfig, quantize_model
+        from albumen.llm.speculative.invariance import batch_invariant_kernels
+
+        for m in [target, *loaded.values()]:
+            quantize_model(m, QuantConfig.from_scheme(args.quant))
+            batch_invariant_kernels(m)
+    sets = {"grounded": grounded_prompts(FACTS, args.prompts, "bench", seed=1),
+            "open": open_prompts(args.prompts, "bench", seed=1)}
+    methods = ["plain", *drafters]
+    rows: list[dict[str, Any]] = []
+    _plain(target, tok, "Hello", SamplingConfig(max_new_tokens=4))  # warm-up
+    for set_name, prompts in sets.items():
+        for i, prompt in enumerate(prompts):
+            runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+            for r in range(args.repeats):
+                order = methods[(i + r) % len(methods):] + methods[: (i + r) % len(methods)]
+                for m in order:
+                    out = _plain(target, tok, prompt, cfg) if m == "plain" else _spec(
+                        target, tok, drafters[m], prompt, cfg, spec)
+                    runs[m].append(out)
+            plain_ids = runs["plain"][0]["ids"]
+            plain_rate = statistics.median(x["tok_s"] for x in runs["plain"])
+            for m in methods:
+                rate = statistics.median(x["tok_s"] for x in runs[m])
+                last = runs[m][-1]
+                rows.append({"set": set_name, "prompt": i, "method": m, "tok_s": rate, "speedup": rate / plain_rate,
+                             "new": last["new"], "decode_s": statistics.median(x["decode_s"] for x in runs[m]),
+                             "identical": all(x["ids"] == plain_ids for x in runs[m]),
+                             "drafted": last.get("drafted", 0), "accepted": last.get("accepted", 0),
+                             "steps": last.get("steps", 0)})
+            print(f"{set_name} #{i}: " + ", ".join(
+                f"{r['method']} {r['tok_s']:.1f} tok/s ({r['speedup']:.2f}x)" for r in rows[-len(methods):]),
+                file=sys.stderr, flush=True)
+    summary = []
+    for set_name in sets:
+        for m in methods:
+            sel = [r for r in rows if r["set"] == set_name and r["method"] == m]
+            drafted, accepted = sum(r["drafted"] for r in sel), sum(r["accepted"] for r in sel)
+            steps = sum(r["steps"] for r in sel)
+            summary.append({
+                "set": set_name, "method": m,
+                "tok_s": sum(r["new"] - 1 for r in sel) / sum(r["decode_s"] for r in sel),
+                "median_speedup": statistics.median(r["speedup"] for r in sel),
+                "min_speedup": min(r["speedup"] for r in sel),
+                "acceptance": accepted / drafted if drafted else None,
+                "tokens_per_step": (sum(r["new"] - 1 for r in sel) / steps) if steps else None,
+                "identical": all(r["identical"] for r in sel),
+            })
+    for s in summary:
+        plain = next(x for x in summary if x["set"] == s["set"] and x["method"] == "plain")
+        s["aggregate_speedup"] = s["tok_s"] / plain["tok_s"]
+    result = {
+        "target": args.target, "dtype": args.dtype, "quant": args.quant, "threads": args.threads,
+        "max_new_tokens": args.max_new_tokens, "prompts_per_set": args.prompts, "repeats": args.repeats,
+        "load_s": round(load_s, 1), "weights_mb": round(_weights_bytes(target) / 1e6, 1),
+        "summary": summary, "rows": rows,
+    }
+    if args.llama_cpp:
+        from albumen.llm.presets import resolve_preset
+        from albumen.llm.loading import default_models_dir
+
+        gguf = resolve_preset(args.target, default_models_dir(), install=False)
+        result["llama_cpp_plain_tok_s"] = _llama_cpp_peer(gguf, sets["grounded"] + sets["open"], args.max_new_tokens,
+                                                          args.threads)
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--large", action="store_true", help="Qwen2.5-1.5B target, Qwen2.5-0.5B drafter")
+    p.add_argument("--target", default=None)
+    p.add_argument("--drafters", default=None, help="comma-separated specs (default: lookup,head or with --large "
+                   "model:qwen2.5-0.5b,lookup)")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--quant", default=None, help="quantize target and draft model, e.g. int4-g32")
+    p.add_argument("--prompts", type=int, default=4, help="prompts per set")
+    p.add_argument("--max-new-tokens", type=int, default=96)
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--k", type=int, default=4, help="starting draft length (adaptive)")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--llama-cpp", action="store_true")
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args()
+    args.target = args.target or ("qwen2.5-1.5b" if args.large else "smollm2-135m")
+    args.drafters = args.drafters or ("model:qwen2.5-0.5b,lookup" if args.large else "lookup,head")
+    result = run(args)
+    print(f"target {result['target']} ({result['dtype']}{', ' + result['quant'] if result['quant'] else ''}), "
+          f"{result['threads']} threads, {result['prompts_per_set']} prompts/set, {result['max_new_tokens']} new tokens")
+    print(f"{'set':9} {'method':22} {'tok/s':>7} {'aggregate':>9} {'median':>7} {'min':>6} {'accept':>7} "
+          f"{'tok/step':>8} identical")
+    for s in result["summary"]:
+        acc = f"{s['acceptance']:.0%}" if s["acceptance"] is not None else "-"
+        tps = f"{s['tokens_per_step']:.2f}" if s["tokens_per_step"] is not None else "-"
+        print(f"{s['set']:9} {s['method']:22} {s['tok_s']:7.1f} {s['aggregate_speedup']:8.2f}x "
+              f"{s['median_speedup']:6.2f}x {s['min_speedup']:5.2f}x {acc:>7} {tps:>8} {s['identical']}")
+    if result.get("llama_cpp_plain_tok_s"):
+        print(f"llama.cpp plain decoding of the same GGUF: {result['llama_cpp_plain_tok_s']:.1f} tok/s")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

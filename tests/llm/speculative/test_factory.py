@@ -1,0 +1,53 @@
+"""Drafter specs and chains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from albumen.llm.sampling import SamplingConfig
+from albumen.llm.speculative.adaptive import SpeculativeConfig
+from albumen.llm.speculative.decode import SpeculativeStats, speculative_decode
+from albumen.llm.speculative.drafters.chain import ChainDrafter
+from albumen.llm.speculative.drafters.head import DraftHead, HeadConfig, HeadDrafter, save_head
+from albumen.llm.speculative.drafters.lookup import LookupDrafter
+from albumen.llm.speculative.drafters.model import ModelDrafter
+from albumen.llm.speculative.factory import default_head_path, describe, make_drafter
+from albumen.llm.testing import tiny_model
+
+from .conftest import plain_tokens
+
+
+def test_specs_build_the_right_drafters(tmp_path: Path) -> None:
+    target = tiny_model()
+    torch.manual_seed(0)
+    save_head(DraftHead(HeadConfig.for_target(target.args, "tiny", intermediate_size=32), torch.arange(260)),
+              tmp_path / "h.safetensors")
+    assert isinstance(make_drafter("lookup", target), LookupDrafter)
+    assert isinstance(make_drafter(f"head:{tmp_path / 'h.safetensors'}", target), HeadDrafter)
+    assert isinstance(make_drafter("model:x", target, load=lambda name: tiny_model(seed=1)), ModelDrafter)
+    chain = make_drafter(f"lookup+head:{tmp_path / 'h.safetensors'}", target)
+    assert isinstance(chain, ChainDrafter) and chain.name == "lookup+head"
+    assert chain.drafters[0].cfg.min_ngram == 2
+    assert default_head_path("smollm2-135m").name == "smollm2-135m-head.safetensors"
+    with pytest.raises(ValueError, match="unknown drafter"):
+        make_drafter("nope", target)
+    with pytest.raises(ValueError, match="load"):
+        make_drafter("model:x", target)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_chain_is_exact_and_uses_both(seed: int) -> None:
+    target = tiny_model(seed=seed)
+    prompt = [7, 8, 9, 7, 8, 9, 40, 41, 42][seed:]
+    cfg = SamplingConfig(max_new_tokens=40, ignore_eos=True)
+    expected = plain_tokens(target, prompt, cfg)
+    torch.manual_seed(seed)
+    head = DraftHead(HeadConfig.for_target(target.args, "tiny", intermediate_size=32), torch.arange(260)).eval()
+    chain = ChainDrafter([LookupDrafter(), ModelDrafter(tiny_model(seed=seed + 50, dim=32)), HeadDrafter(head)])
+    stats = SpeculativeStats()
+    got = list(speculative_decode(target, chain, prompt, cfg, SpeculativeConfig(k=3, adaptive=False), stats=stats))
+    assert got == expected
+    assert "tokens per target step" in describe(stats, 100.0) and "speed-up" in describe(stats, 100.0)
