@@ -41,7 +41,7 @@ FACTS = Path(__file__).resolve().parents[1] / "assets" / "titles" / "facts.jsonl
 
 def _weights_bytes(model: torch.nn.Module) -> int:
     seen, total = set(), 0
-    for t in [*model.parameters(), *model.buffers()]:
+    for t in [*model.parameters(), *(b for n, b in model.named_buffers() if "kv_cache" not in n)]:
         if t.data_ptr() not in seen:
             seen.add(t.data_ptr())
             total += t.numel() * t.element_size()

@@ -27,7 +27,8 @@ def parameter_cost(draft: Transformer, target: Transformer) -> float:
     def weight_bytes(m: Transformer) -> int:
         seen: set[int] = set()
         total = 0
-        for t in [*m.parameters(), *m.buffers()]:
+        buffers = [b for n, b in m.named_buffers() if "kv_cache" not in n]  # weights only, not the caches
+        for t in [*m.parameters(), *buffers]:
             if t.data_ptr() not in seen and not t.is_meta:
                 seen.add(t.data_ptr())
                 total += t.numel() * t.element_size()
