@@ -66,6 +66,13 @@ def test_unique_first_names_only() -> None:
     assert parse_query("Tom", vocab, TODAY).people == ("Tom Smith",)
 
 
+def test_articles_and_titles_are_not_first_names() -> None:
+    vocab = Vocabulary.build(["The Cameraman", "Dr Watson"], [])
+    assert parse_query("the moon", vocab, TODAY).people == ()
+    assert parse_query("dr who", vocab, TODAY).people == ()
+    assert parse_query("the cameraman at the moon", vocab, TODAY).people == ("The Cameraman",)
+
+
 def test_home_phrases() -> None:
     assert parse("snow at home").near_home is True and parse("snow at home").text == "snow"
     assert parse("food away from home").near_home is False

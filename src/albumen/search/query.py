@@ -33,6 +33,9 @@ _FILLER_PHRASES = [
     r"(photos?|pictures?|pics?|images?|shots?|snaps?)(\s+(of|from|with|showing))?", r"taken",
 ]
 _FILLER = re.compile(r"^\s*(?:" + "|".join(_FILLER_PHRASES) + r")\b", re.I)
+# Words that open a name but never stand for a person alone ("The Cameraman" must not turn "the moon" into a filter).
+_NOT_FIRST_NAMES = {"the", "a", "an", "my", "our", "your", "his", "her", "their", "mr", "mrs", "ms", "dr", "miss",
+                    "mister", "sir", "lady", "uncle", "aunt", "little", "big", "old", "young", "baby", "st", "saint"}
 _HOME = re.compile(r"\b(?P<away>away\s+from\s+home|not\s+at\s+home)\b|\b(?:at|near|around)\s+home\b", re.I)
 
 
@@ -54,12 +57,15 @@ class Vocabulary:
         return cls(tuple(sorted({p for p in people if p and p.strip()})), canonical)
 
     def people_aliases(self) -> dict[str, str]:
-        """lower-case alias -> full name: every full name, plus first names that belong to exactly one person."""
+        """lower-case alias -> full name: every full name, plus first names that belong to exactly one person.
+
+        A first word that is an article, possessive or title ("The", "My", "Dr") is no first name.
+        """
         aliases = {name.lower(): name for name in self.people}
         firsts: dict[str, list[str]] = {}
         for name in self.people:
             parts = name.split()
-            if len(parts) > 1:
+            if len(parts) > 1 and parts[0].lower().strip(".") not in _NOT_FIRST_NAMES:
                 firsts.setdefault(parts[0].lower(), []).append(name)
         for first, names in firsts.items():
             if len(names) == 1 and first not in aliases:
