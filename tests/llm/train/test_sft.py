@@ -93,3 +93,28 @@ def test_empty_training_set_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="no training examples"):
         train_sft(model, reg, "x", [], job.CONFIG, tmp_path, pad_id=0)
     assert Example([1], [1])  # the dataclass itself accepts a one-token row
+
+
+def test_time_boxed_chunks_equal_one_run(tmp_path):
+    from albumen.llm.adapters.config import AdapterConfig
+    from albumen.llm.adapters.registry import AdapterRegistry
+    from albumen.llm.testing import tiny_model
+    from albumen.llm.train.sft import train_sft
+
+    cfg = SFTConfig(lr=5e-3, max_steps=3, batch_size=4, seq_len=96, warmup_steps=1, save_every=0, seed=1)
+
+    def chunk(out, limit):
+        model = tiny_model()
+        reg = AdapterRegistry(model)
+        torch.manual_seed(1)
+        reg.add("t", AdapterConfig(r=2, alpha=4))
+        res = train_sft(model, reg, "t", job.examples(), cfg, out, pad_id=0, time_limit_s=limit)
+        return res, reg.state_dict("t")
+
+    _, want = chunk(tmp_path / "one", 0.0)
+    res, _ = chunk(tmp_path / "chunks", 1e-9)  # out of time after every step: checkpoint and return
+    assert res.steps == 1 and latest_checkpoint(tmp_path / "chunks").name == "checkpoint-1"
+    chunk(tmp_path / "chunks", 1e-9)
+    res, got = chunk(tmp_path / "chunks", 1e-9)
+    assert res.steps == 3
+    assert all(torch.equal(got[k], want[k]) for k in want)

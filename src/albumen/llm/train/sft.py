@@ -76,11 +76,14 @@ def _logits(out: Any) -> torch.Tensor:
 def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Summed next-token cross-entropy over labelled positions, and how many there were.
 
-    logits (B, T, V) predict labels shifted by one: position t is scored against labels[:, t + 1].
+    logits (B, T, V) predict labels shifted by one: position t is scored against labels[:, t + 1]. The labels are
+    shifted (and the last position given IGNORE), not the logits: slicing (B, T, V) would copy the largest tensor of
+    the step.
     """
-    shift_logits = logits[:, :-1].reshape(-1, logits.shape[-1]).float()  # (B*(T-1), V)
-    shift_labels = labels[:, 1:].reshape(-1)  # (B*(T-1),)
-    loss = F.cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE, reduction="sum")
+    shift_labels = F.pad(labels[:, 1:], (0, 1), value=IGNORE).reshape(-1)  # (B*T,)
+    flat = logits.reshape(-1, logits.shape[-1])  # (B*T, V), a view
+    loss = F.cross_entropy(flat if flat.dtype == torch.float32 else flat.float(), shift_labels,
+                           ignore_index=IGNORE, reduction="sum")
     return loss, int((shift_labels != IGNORE).sum())
 
 
@@ -140,10 +143,13 @@ def train_sft(
     on_log: Callable[[dict[str, Any]], None] | None = None,
     resume: bool = True,
     stop_after: int | None = None,
+    time_limit_s: float = 0.0,
 ) -> SFTResult:
     """Train adapter ``name`` (already added to ``registry``) and write the final adapter to ``out_dir``.
 
     ``stop_after``: return after that many optimiser steps in this call (tests use it to simulate a kill).
+    ``time_limit_s``: return once this call has trained that long (0: no limit), after saving a checkpoint, so that
+    running again continues exactly; training in time-boxed chunks gives the same adapter as one long run.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -197,10 +203,11 @@ def train_sft(
             history.append(rec)
             if on_log:
                 on_log(rec)
-        if last or (config.save_every and step % config.save_every == 0):
+        out_of_time = bool(time_limit_s) and time.monotonic() - t0 > time_limit_s
+        if last or out_of_time or (config.save_every and step % config.save_every == 0):
             state = {"step": step, "history": history, "config": dataclasses.asdict(config)}
             _save_checkpoint(out, step, registry, name, opt, state, config.keep_checkpoints)
-        if stop_after is not None and done_this_call >= stop_after:
+        if out_of_time or (stop_after is not None and done_this_call >= stop_after):
             break
     if step >= total:
         registry.save(name, out)

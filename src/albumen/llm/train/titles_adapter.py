@@ -1,0 +1,105 @@
+"""One command for the memory-titles adapter: dataset (teacher) -> SmolLM2-135M + LoRA -> held-out report.
+
+    python -m albumen.llm.train.titles_adapter                      # everything, resumable
+    python -m albumen.llm.train.titles_adapter --stage data --teacher-minutes 10
+    python -m albumen.llm.train.titles_adapter --stage train --train-minutes 10
+    python -m albumen.llm.train.titles_adapter --stage eval
+
+Every stage is resumable and time-boxed, so the whole thing can run in chunks on a shared CPU: the teacher appends to
+``assets/titles/teacher.jsonl`` and skips done ids; training checkpoints under ``build/titles_train`` and continues
+from the last checkpoint (same result as one uninterrupted run); the final adapter is copied to
+``assets/adapters/titles`` (PEFT format) and the report to ``assets/adapters/titles/eval.json``.
+
+This module only wires the stages together with the recipe's settings (``RECIPE``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from albumen.llm.adapters.config import LLAMA_ALL_LINEAR, AdapterConfig
+from albumen.llm.train.datasets.titles import assets_dir, chat_example, parse_reply
+from albumen.llm.train.sft import SFTConfig
+
+__all__ = ["ADAPTER", "RECIPE", "STUDENT", "main", "train_titles"]
+
+STUDENT = "smollm2-135m"
+ADAPTER = AdapterConfig(r=16, alpha=32.0, dropout=0.05, target_modules=LLAMA_ALL_LINEAR, base_model=STUDENT)
+RECIPE = SFTConfig(lr=1e-3, epochs=2.0, batch_size=8, grad_accum=1, seq_len=512, pack=True, warmup_steps=5,
+                   min_lr_ratio=0.1, eval_every=20, save_every=10, keep_checkpoints=2, seed=0)
+
+
+def _adapter_dir() -> Path:
+    return assets_dir().parent / "adapters" / "titles"
+
+
+def _heldout_chats(path: Path) -> list[dict]:
+    """Held-out facts with the teacher's valid reply as the assistant turn (for eval loss only)."""
+    from albumen.llm.train.datasets.titles import Facts
+
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        reply = parse_reply(rec["teacher"])
+        if reply is not None:
+            out.append(chat_example(Facts.from_json(rec["facts"]), reply))
+    return out
+
+
+def train_titles(work: Path, minutes: float, config: SFTConfig = RECIPE) -> dict:
+    """Train (or continue training) the titles adapter; copies it into the assets when training is complete."""
+    import torch
+
+    from albumen.llm.adapters.registry import AdapterRegistry
+    from albumen.llm.loading import load_model
+    from albumen.llm.train.data import encode_chat, load_chat_jsonl
+    from albumen.llm.train.sft import train_sft
+
+    model, tok = load_model(STUDENT, dtype=torch.float32)
+    rep = load_chat_jsonl(assets_dir() / "train.jsonl", tok, max_len=config.seq_len)
+    eval_rows = [encode_chat(c["messages"], tok) for c in _heldout_chats(assets_dir() / "heldout.jsonl")[:64]]
+    reg = AdapterRegistry(model)
+    torch.manual_seed(config.seed)  # LoRA A's random init (overwritten by a checkpoint when resuming)
+    reg.add("titles", ADAPTER)
+
+    def log(rec: dict) -> None:
+        print(json.dumps(rec), flush=True)
+
+    res = train_sft(model, reg, "titles", rep.examples, config, work, pad_id=tok.eos_ids[0], eval_rows=eval_rows,
+                    on_log=log, time_limit_s=minutes * 60)
+    total = res.history[-1]["total"] if res.history else 0
+    done = bool(res.history) and res.steps >= total
+    if done:
+        dst = _adapter_dir()
+        dst.mkdir(parents=True, exist_ok=True)
+        for f in ("adapter_config.json", "adapter_model.safetensors", "train_history.json"):
+            shutil.copy2(work / f, dst / f)
+    return {"steps": res.steps, "total": total, "complete": done, "train_examples": len(rep.examples),
+            "skipped": len(rep.errors), "eval_loss": res.eval_loss, "seconds": round(res.seconds, 1)}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="Build the memory-titles dataset, adapter and report (resumable).")
+    p.add_argument("--stage", choices=["all", "data", "train", "eval"], default="all")
+    p.add_argument("--teacher-minutes", type=float, default=10.0)
+    p.add_argument("--train-minutes", type=float, default=15.0)
+    p.add_argument("--work", type=Path, default=Path("build/titles_train"), help="training checkpoints")
+    a = p.parse_args(argv)
+    if a.stage in ("all", "data"):
+        from albumen.llm.train.datasets.teacher import main as build_data
+
+        build_data(["--minutes", str(a.teacher_minutes)])
+    if a.stage in ("all", "train"):
+        print(json.dumps(train_titles(a.work, a.train_minutes)))
+    if a.stage in ("all", "eval"):
+        from albumen.llm.train.titles_eval import main as evaluate
+
+        evaluate(["--adapter", str(_adapter_dir()), "--out", str(_adapter_dir() / "eval.json")])
+
+
+if __name__ == "__main__":
+    main()
