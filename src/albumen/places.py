@@ -218,6 +218,20 @@ class GeoNamesGeocoder:
                            round(float(km[j]), 3))
         return out
 
+    def rows_within(self, coordinates: Sequence[tuple[float, float]], radius_km: float) -> list[GeoRow]:
+        """Every populated place within ``radius_km`` of any of ``coordinates`` (each once, table order).
+
+        What a name in a query may mean near the photos: "Sydney" for photos taken in its suburbs.
+        """
+        pts = np.array([c for c in coordinates if _valid_coordinate(*c)], dtype=np.float64).reshape(-1, 2)  # (M, 2)
+        if pts.shape[0] == 0:
+            return []
+        tree = self._load()
+        assert self._rows is not None
+        chord = 2 * math.sin(min(radius_km / EARTH_RADIUS_KM, math.pi) / 2)  # great-circle angle -> chord length
+        hits = tree.query_ball_point(_unit_vectors(pts[:, 0], pts[:, 1]), r=chord)  # (M,) lists of row indices
+        return [self._rows[i] for i in sorted({int(i) for found in hits for i in found})]
+
 
 def _day_of(value: datetime | date | None) -> date | None:
     if isinstance(value, datetime):

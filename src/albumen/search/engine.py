@@ -44,6 +44,7 @@ class SearchSettings:
     min_score: float = 0.2  # absolute cosine floor
     min_z: float = 3.0  # a hit must beat the library's typical score for this query by this many (robust) std
     home_radius_km: float = 30.0
+    place_radius_km: float = 15.0  # "in Sydney": within this distance of a populated place called Sydney
     space: str = DEFAULT_SPACE
     query_template: str = "{}"  # how the semantic text is phrased before embedding
 
@@ -98,10 +99,14 @@ class SearchEngine:
 
     @classmethod
     def from_store(
-        cls, store: Any, embedder: Any, settings: SearchSettings | None = None, parser: QueryParser | None = None
+        cls, store: Any, embedder: Any, settings: SearchSettings | None = None, parser: QueryParser | None = None,
+        gazetteer: Any = None,
     ) -> SearchEngine:
+        """Everything from the library's store; ``gazetteer`` (a ``GeoNamesGeocoder``) lets place names match nearby
+        photos, not only the ones geocoded to exactly that name."""
         settings = settings or SearchSettings()
-        catalog = SearchCatalog.from_store(store, home_radius_km=settings.home_radius_km)
+        catalog = SearchCatalog.from_store(store, home_radius_km=settings.home_radius_km, gazetteer=gazetteer,
+                                           place_radius_km=settings.place_radius_km)
         ids, matrix = store.get_embeddings(settings.space)
         index = VectorIndex(ids, matrix) if ids else None
         return cls(catalog, index, embedder, settings, parser)

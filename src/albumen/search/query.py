@@ -7,6 +7,8 @@ Rules, in order (an earlier rule's words are not available to a later one):
 1. people: names the library knows (``Vocabulary.people``), whole words, case-insensitive, longest first; a unique
    first name stands for the full name ("Anna" -> "Anna Berg"). "Anna and Tom" needs both in the photo.
 2. places: cities, regions and countries the library knows, plus country aliases ("USA", "UK"); any of them matches.
+   Places near the photos that no photo is named after ("Sydney" when the photos geocode to its suburbs) count when
+   written as a proper noun ("Sydney") or after "in/at/near/from ..." ("beach in sydney").
    "at home" / "away from home" are place filters against the inferred home.
 3. dates: every phrase ``albumen.search.dates`` understands.
 4. the rest, minus filler ("photos of", "show me") and connectors left dangling next to a removed phrase ("with",
@@ -45,16 +47,26 @@ class Vocabulary:
 
     people: tuple[str, ...] = ()
     places: Mapping[str, str] = field(default_factory=dict)  # lower-case alias -> canonical place name
+    # places near the photos that no photo is named after ("Sydney" for photos geocoded to its suburbs): lower-case
+    # name -> canonical. Matched as proper nouns only (see ``parse_query``), since many are also words ("Shoreline").
+    nearby: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, people: Iterable[str], places: Iterable[str], aliases: Mapping[str, str] | None = None) -> Vocabulary:
+    def build(cls, people: Iterable[str], places: Iterable[str], aliases: Mapping[str, str] | None = None,
+              nearby: Iterable[str] = ()) -> Vocabulary:
         canonical = {p.lower(): p for p in places if p}
         for alias, target in (aliases or {}).items():
             if target.lower() in canonical:
                 # short all-caps aliases ("US", "UK") match only in capitals, so "us" stays a word
                 key = alias if alias.isupper() and len(alias) <= 3 else alias.lower()
                 canonical.setdefault(key, canonical[target.lower()])
-        return cls(tuple(sorted({p for p in people if p and p.strip()})), canonical)
+        near = {n.lower(): n for n in nearby if n and n.lower() not in canonical}
+        return cls(tuple(sorted({p for p in people if p and p.strip()})), canonical, near)
+
+    def resolve_place(self, name: str) -> str | None:
+        """A typed place name to its canonical form (any case), or None."""
+        key = name.strip()
+        return self.places.get(key.lower()) or self.places.get(key) or self.nearby.get(key.lower())
 
     def people_aliases(self) -> dict[str, str]:
         """lower-case alias -> full name: every full name, plus first names that belong to exactly one person.
@@ -101,8 +113,16 @@ class ParsedQuery:
         )
 
 
-def _find_names(text: str, aliases: Mapping[str, str], taken: list[tuple[int, int]]) -> list[tuple[int, int, str]]:
-    """Whole-word, case-insensitive occurrences of the aliases, longest alias first, outside ``taken`` spans."""
+_LOCATIVE = re.compile(r"\b(?:in|at|near|from|around|to|of)\s+$", re.I)
+
+
+def _find_names(text: str, aliases: Mapping[str, str], taken: list[tuple[int, int]],
+                proper: bool = False) -> list[tuple[int, int, str]]:
+    """Whole-word, case-insensitive occurrences of the aliases, longest alias first, outside ``taken`` spans.
+
+    ``proper``: an occurrence counts only if capitalised as a name ("Shoreline") or right after a locative word
+    ("in shoreline"), so that place names which are also ordinary words ("the shoreline") stay words.
+    """
     found: list[tuple[int, int, str]] = []
     for alias in sorted(aliases, key=len, reverse=True):
         flags = 0 if alias.isupper() else re.I  # see Vocabulary.build: "US" must not match "us"
@@ -110,6 +130,8 @@ def _find_names(text: str, aliases: Mapping[str, str], taken: list[tuple[int, in
         for m in pattern.finditer(text):
             a, b = m.span()
             if any(a < y and x < b for x, y in taken):
+                continue
+            if proper and not (m.group(0)[:1].isupper() or _LOCATIVE.search(text[:a])):
                 continue
             taken.append((a, b))
             found.append((a, b, aliases[alias]))
@@ -162,7 +184,8 @@ def parse_query(raw: str, vocabulary: Vocabulary | None = None, today: date | No
         if not any(m.start() < y and x < m.end() for x, y in taken):
             near_home = m.group("away") is None
             taken.append(m.span())
-    places = [name for _, _, name in _find_names(text, vocabulary.places, taken)]
+    places = [name for _, _, name in sorted(_find_names(text, vocabulary.places, taken)
+                                            + _find_names(text, vocabulary.nearby, taken, proper=True))]
 
     masked = "".join(" " if any(a <= i < b for a, b in taken) else ch for i, ch in enumerate(text))
     dates, date_spans = find_dates(masked, today)
