@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from albumen.llm.testing import ByteTokenizer, tiny_model
@@ -11,9 +12,9 @@ from albumen.llm.train.datasets.teacher import _prompt_parts, batch_plan, build_
 from albumen.llm.train.datasets.titles import sample_facts
 
 
-def _greedy_one(model, tok, fact, n: int) -> str:
+def _greedy_one(model, tok, fact, n: int, prefix: str = "") -> str:
     head, rest = _prompt_parts(tok, fact)
-    ids = head + rest
+    ids = head + rest + tok.encode(prefix)
     out: list[int] = []
     with torch.no_grad():
         for _ in range(n):
@@ -21,18 +22,19 @@ def _greedy_one(model, tok, fact, n: int) -> str:
             if nxt in tok.eos_ids:
                 break
             out.append(nxt)
-    return tok.decode(out)
+    return prefix + tok.decode(out)
 
 
-def test_batched_teacher_equals_one_by_one():
+@pytest.mark.parametrize("prefix", ["", '{"title": "'])
+def test_batched_teacher_equals_one_by_one(prefix):
     tok, model = ByteTokenizer(), tiny_model(seed=2)
     facts = sample_facts(40, seed=1)
     plan = batch_plan([len(_prompt_parts(tok, f)[1]) for f in facts], batch_size=3)
     batch = [facts[i] for i in max(plan, key=len)]
     assert len(batch) >= 2
-    got = teacher_generate(model, tok, batch, max_new_tokens=10)
+    got = teacher_generate(model, tok, batch, max_new_tokens=10, reply_prefix=prefix)
     model.clear_caches()
-    assert got == [_greedy_one(model, tok, f, 10) for f in batch]
+    assert got == [_greedy_one(model, tok, f, 10, prefix) for f in batch]
 
 
 def test_batch_plan_groups_equal_lengths_and_keeps_window_order():
@@ -42,6 +44,8 @@ def test_batch_plan_groups_equal_lengths_and_keeps_window_order():
     assert all(len({lengths[i] for i in b}) == 1 and len(b) <= 2 for b in plan)
     first_window = [i for b in plan[:3] for i in b]
     assert sorted(first_window) == [0, 1, 2, 3]  # window 0 is answered before window 1
+    assert [len(b) for b in plan[:3]] == [2, 1, 1]  # full batches first within a window
+    assert len(batch_plan(lengths, batch_size=4)) == 3  # one window: lengths 5 (4), 7 (3), 9 (1)
 
 
 def test_teacher_resumes_and_splits(tmp_path):

@@ -31,6 +31,7 @@ from albumen.llm.train.datasets.titles import (
 __all__ = ["TEACHER_PRESET", "batch_plan", "build_splits", "load_teacher", "main", "run_teacher", "teacher_generate"]
 
 TEACHER_PRESET = "qwen2.5-1.5b"
+REPLY_PREFIX = '{"title": "'  # the reply starts as compact JSON: no fences, no pretty-printing
 
 
 def load_teacher(models_dir: Path | None = None, preset: str = TEACHER_PRESET) -> tuple[Any, Any]:
@@ -53,16 +54,20 @@ def _prompt_parts(tok: Any, f: Facts) -> tuple[list[int], list[int]]:
     return tok.encode(head), tok.encode(full[len(head) :], add_bos=False)
 
 
-def teacher_generate(model: Any, tok: Any, facts: Sequence[Facts], max_new_tokens: int = 48) -> list[str]:
+def teacher_generate(model: Any, tok: Any, facts: Sequence[Facts], max_new_tokens: int = 48,
+                     reply_prefix: str = "") -> list[str]:
     """Greedy replies for a batch of fact sets whose prompts have the same length (no padding needed).
 
     The system prompt is prefilled once at batch 1 and its keys/values copied into every row, so only the
     example-specific tokens are prefilled per row; only the last position goes through the LM head (for Qwen2.5 the
     head is 15% of the weights). Decoding is batched: one forward per new token for the whole batch.
+    ``reply_prefix`` is written into the assistant turn before decoding (e.g. ``{"title": "``): a cheap guide that
+    skips markdown fences and pretty-printing, which cost decode steps; it is part of the returned text.
     """
     import torch
 
-    parts = [_prompt_parts(tok, f) for f in facts]
+    prefix = tok.encode(reply_prefix, add_bos=False) if reply_prefix else []
+    parts = [(h, r + prefix) for h, r in (_prompt_parts(tok, f) for f in facts)]
     head = parts[0][0]
     if any(h != head or len(r) != len(parts[0][1]) for h, r in parts):
         raise ValueError("teacher_generate needs prompts of equal length and the same system prompt")
@@ -89,7 +94,7 @@ def teacher_generate(model: Any, tok: Any, facts: Sequence[Facts], max_new_token
     texts = []
     for row in out.tolist():
         cut = next((j for j, x in enumerate(row) if x in tok.eos_ids), len(row))
-        texts.append(tok.decode(row[:cut]))
+        texts.append(reply_prefix + tok.decode(row[:cut]))
     return texts
 
 
@@ -105,21 +110,23 @@ def _done_ids(path: Path) -> set[str]:
     return ids
 
 
-def batch_plan(lengths: Sequence[int], batch_size: int, window: int = 400) -> list[list[int]]:
-    """Indices grouped into batches of equal prompt length, window by window, so that the order of the input is kept
-    at the scale of ``window`` (the held-out candidates, first in the input, are answered first)."""
+def batch_plan(lengths: Sequence[int], batch_size: int, window: int = 0) -> list[list[int]]:
+    """Indices grouped into batches of equal prompt length, window by window (0: one window), so that the order of
+    the input is kept at the scale of ``window``; full batches of a window come before its part-filled ones."""
     plan: list[list[int]] = []
+    window = window or max(len(lengths), 1)
     for w in range(0, len(lengths), window):
         by_len: dict[int, list[int]] = {}
         for i in range(w, min(w + window, len(lengths))):
             by_len.setdefault(lengths[i], []).append(i)
-        plan += [g[j : j + batch_size] for g in by_len.values() for j in range(0, len(g), batch_size)]
+        batches = [g[j : j + batch_size] for g in by_len.values() for j in range(0, len(g), batch_size)]
+        plan += sorted(batches, key=lambda b: len(b) < batch_size)  # stable: full ones first
     return plan
 
 
 def run_teacher(
-    facts: Sequence[Facts], out: Path, model: Any, tok: Any, batch_size: int = 16, minutes: float = 10.0,
-    max_new_tokens: int = 48,
+    facts: Sequence[Facts], out: Path, model: Any, tok: Any, batch_size: int = 32, minutes: float = 10.0,
+    max_new_tokens: int = 48, reply_prefix: str = REPLY_PREFIX,
 ) -> int:
     """Append teacher replies for the facts not yet in ``out``; stop after ``minutes``. Returns how many were added.
 
@@ -134,7 +141,8 @@ def run_teacher(
     with out.open("a", encoding="utf-8") as fh:
         for idx in plan:
             batch = [todo[i] for i in idx]
-            for fact, raw in zip(batch, teacher_generate(model, tok, batch, max_new_tokens), strict=True):
+            replies = teacher_generate(model, tok, batch, max_new_tokens, reply_prefix)
+            for fact, raw in zip(batch, replies, strict=True):
                 fh.write(json.dumps({"id": fact.id, "raw": raw}, ensure_ascii=False) + "\n")
             fh.flush()
             added += len(batch)
@@ -182,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--n", type=int, default=2000, help="fact sets to sample")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--minutes", type=float, default=10.0, help="teacher time budget for this run (0: splits only)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--heldout", type=int, default=200)
     p.add_argument("--teacher", default=TEACHER_PRESET, help="teacher model preset")
@@ -194,12 +202,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     with (a.out / "facts.jsonl").open("w", encoding="utf-8") as f:
         for fact in facts:
             f.write(json.dumps(fact.to_json(), ensure_ascii=False) + "\n")
-    # Teacher order: held-out candidates (the end of the list) first, so the eval split exists early.
+    # Teacher order: held-out candidates (the end of the list) first, so the eval split exists early; each part is
+    # batched as one window (large equal-length batches: decoding is cheaper per example in bigger batches).
     order = list(facts[-a.heldout :]) + list(facts[: -a.heldout])
     teacher_jsonl = a.out / "teacher.jsonl"
     if a.minutes > 0 and len(_done_ids(teacher_jsonl) & {f.id for f in facts}) < len(facts):
         model, tok = load_teacher(a.models_dir, a.teacher)
-        run_teacher(order, teacher_jsonl, model, tok, a.batch_size, a.minutes, a.max_new_tokens)
+        t0, heldout, rest = time.monotonic(), order[: a.heldout], order[a.heldout :]
+        run_teacher(heldout, teacher_jsonl, model, tok, a.batch_size, a.minutes, a.max_new_tokens)
+        left = a.minutes - (time.monotonic() - t0) / 60
+        if left > 0:
+            run_teacher(rest, teacher_jsonl, model, tok, a.batch_size, left, a.max_new_tokens)
     teacher_jsonl.touch()
     print(json.dumps(build_splits(facts, teacher_jsonl, a.out, a.heldout)))
 
