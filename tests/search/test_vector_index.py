@@ -51,3 +51,17 @@ def test_bad_shapes_are_clear_errors() -> None:
     with pytest.raises(ValueError, match="dimension"):
         index.search(np.zeros(5, dtype=np.float32), 1)
     assert index.row_of(2) == 1 and index.row_of(9) is None and len(index) == 3 and index.dim == 4
+
+
+def test_same_answer_as_faiss_flat() -> None:
+    faiss = pytest.importorskip("faiss")
+    m = unit_rows(2000, 64, seed=3)
+    queries = unit_rows(5, 64, seed=4)
+    flat = faiss.IndexFlatIP(64)
+    flat.add(m)
+    want_scores, want_rows = flat.search(queries, 15)
+    index = VectorIndex(np.arange(2000), m)
+    for q, rows, scores in zip(queries, want_rows, want_scores):
+        got_ids, got_scores = index.search(q, 15)
+        np.testing.assert_array_equal(got_ids, rows)
+        np.testing.assert_allclose(got_scores, scores, rtol=1e-5, atol=1e-6)

@@ -1,10 +1,10 @@
 """Exact nearest-neighbour search over unit vectors: one float32 matrix, one matrix-vector product, one partial sort.
 
 Chosen by measurement (``benchmarks/vector_search.py``, figures in ``docs/search.md``): at 100k x 384 float32 a
-brute-force ``matrix @ query`` reads 154 MB and takes a few milliseconds on one core, well under the 50 ms target, is
-exact (no recall loss), needs no build step, and updates by appending rows. FAISS flat gives the same answer at about the
-same speed (it is the same memory-bound product); graph indexes (HNSW) are faster per query but approximate, slow to
-build, and add a dependency we do not need below a few million photos; sqlite-vec's brute force is slower.
+brute-force product reads 154 MB and takes ~10 ms on one core, well under the 50 ms target, is exact (no recall loss),
+needs no build step, and updates by appending rows. FAISS flat and torch give the same answer no faster (the product is
+memory-bound); HNSW is faster per query but approximate (recall@20 well below 1 on clustered data), takes ~40 s to
+build and adds a dependency we do not need below a few million photos; sqlite-vec's brute force is slower.
 
 Scores are cosine similarities (the inputs are L2-normalised by the embedders). Filters arrive as a boolean mask over
 rows, applied before the top-k so that a filter never empties a result that has matches.
@@ -83,7 +83,9 @@ class VectorIndex:
         q = np.asarray(query, dtype=np.float32).reshape(-1)  # (D,)
         if q.shape[0] != self.dim:
             raise ValueError(f"query has dimension {q.shape[0]}, the index {self.dim}")
-        return self.matrix @ q  # (N, D) @ (D,) -> (N,)
+        # einsum, not BLAS: on 2 shared cores OpenBLAS's threaded sgemv pays ~8 ms waking its threads even at 3k rows
+        # and is slower than one plain pass at 100k (benchmarks/vector_search.py, numpy vs numpy-blas)
+        return np.einsum("nd,d->n", self.matrix, q)  # (N, D) . (D,) -> (N,)
 
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` most similar ``(ids int64 (K,), scores float32 (K,))``, best first, among ``allowed`` rows."""
