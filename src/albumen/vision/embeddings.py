@@ -17,6 +17,7 @@ recipe; it knows nothing about SQLite or ranking.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -99,7 +100,7 @@ def cached_text_vectors(embedder: SupportsEmbed, texts: Sequence[str], cache_dir
             pass  # a damaged cache file is recomputed below
     vectors = embedder.embed(list(texts))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")  # worker processes may race to write the same cache
     np.save(tmp, vectors)
     tmp.replace(path)
     return vectors

@@ -166,12 +166,12 @@ def analyze_batch(
                 if name in wanted.get(p.photo_id, ())]
         if not todo:
             continue
-        start = time.perf_counter()
         try:
             analyzer.load()
         except Exception as exc:  # noqa: BLE001 - a missing model stops this analyzer, not the run
             result.failed[name] = f"{type(exc).__name__}: {exc}"
             continue
+        start = time.perf_counter()  # compute time only: loading happens once per process
         out = _predict_safely(analyzer, todo)
         result.seconds[name] = time.perf_counter() - start
         result.analyses[name] = out
