@@ -109,3 +109,30 @@ def test_originals_are_byte_identical_after_every_command(lib: Path, tmp_path: P
         assert _run(data, *args).exit_code == 0, args
         assert helpers.snapshot(lib) == before, args
     assert os.stat(lib / "hostile" / "locked.jpg").st_mode & 0o777 == 0
+
+
+def test_progress_bar_shows_counts_rate_and_eta() -> None:
+    import io
+
+    from rich.console import Console
+
+    from albumen.cli.library import _IndexBar
+    from albumen.library.indexer import IndexProgress
+
+    out = io.StringIO()
+    clock = iter([100.0, 104.0])  # index phase starts at 100 s; 20 of 100 files done 4 s later
+    bar = _IndexBar(True, Console(file=out, force_terminal=True, width=160, color_system=None), lambda: next(clock))
+    with bar:
+        bar(IndexProgress("scan", 500, 0, 0, 1))
+        bar(IndexProgress("index", 0, 100, 0, 1))
+        bar(IndexProgress("index", 20, 100, 18, 3))
+    text = [ln for ln in out.getvalue().splitlines() if "indexing" in ln][-1]  # the final frame
+    assert "20/100" in text and "5.0 photos/s" in text and "new 18  errors 3" in text
+    assert "ETA 0:00:16" in text  # 80 files left at 5 per second
+
+
+def test_json_mode_prints_only_json(lib: Path, tmp_path: Path) -> None:
+    res = CliRunner().invoke(build_app(), ["--data-dir", str(tmp_path / "d"), "index", str(lib), "--json",
+                                           "--no-analyze"], catch_exceptions=False)
+    assert res.exit_code == 0
+    assert json.loads(res.stdout)["workers"] == len(os.sched_getaffinity(0))  # one worker per core by default

@@ -54,7 +54,7 @@ def test_plan_is_deterministic_and_seed_dependent(sources, sizes, plan) -> None:
 
 
 def test_exact_count_and_unique_paths(sources, sizes) -> None:
-    for n in (MIN_PHOTOS, 97, 300):
+    for n in (MIN_PHOTOS, 97, 300, 12_000):  # --photos scales to 10,000+ for benchmarks
         photos = plan_library(sources, sizes, n, seed=1).photos
         assert len(photos) == n
         assert len({p.path.lower() for p in photos}) == n

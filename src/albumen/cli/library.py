@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
 
@@ -43,26 +44,38 @@ def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
-class _IndexBar:
-    """A rich progress bar with counts, rate and ETA, fed by ``IndexProgress`` events."""
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "-:--:--"
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
-    def __init__(self, enabled: bool) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+class _IndexBar:
+    """A rich progress bar fed by ``IndexProgress`` events: done/total, photos/s, new, errors and ETA.
+
+    The rate is files finished per second since the index phase began (the scan is not counted); the ETA is what is
+    left at that rate. ``console`` and ``clock`` are seams for tests.
+    """
+
+    def __init__(self, enabled: bool, console: Any = None, clock: Callable[[], float] = time.monotonic) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         self.enabled = enabled
+        self.clock = clock
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]:>8} photos/s"),
+            TextColumn("{task.fields[rate]:>7} photos/s"),
             TextColumn("new {task.fields[new]}  errors {task.fields[errors]}"),
-            TimeRemainingColumn(),
-            console=_console(stderr=True),
+            TextColumn("ETA {task.fields[eta]}"),
+            console=console or _console(stderr=True),
             disable=not enabled,
             transient=False,
         )
-        self.task = self.progress.add_task("scanning", total=None, rate="-", new=0, errors=0)
-        self.started = time.perf_counter()
+        self.task = self.progress.add_task("scanning", total=None, rate="-", new=0, errors=0, eta=_eta(None))
+        self.started: float | None = None
 
     def __enter__(self) -> _IndexBar:
         self.progress.__enter__()
@@ -73,18 +86,21 @@ class _IndexBar:
 
     def __call__(self, event: Any) -> None:
         if event.phase == "scan":
-            self.progress.update(self.task, description=f"scanning ({event.done} files)")
+            self.progress.update(self.task, description=f"scanning ({event.done} files)", errors=event.errors)
             return
-        if event.phase == "index":
-            if event.done == 1:
-                self.started = time.perf_counter()
-            elapsed = max(time.perf_counter() - self.started, 1e-6)
-            self.progress.update(
-                self.task, description="indexing", total=event.total, completed=event.done,
-                rate=f"{event.done / elapsed:.1f}", new=event.new_photos, errors=event.errors,
-            )
-        else:
+        if event.phase != "index":
             self.progress.update(self.task, description="finishing")
+            return
+        now = self.clock()
+        if self.started is None or event.done == 0:
+            self.started = now
+        elapsed = now - self.started
+        rate = event.done / elapsed if event.done and elapsed > 0 else None
+        eta = (event.total - event.done) / rate if rate else None
+        self.progress.update(
+            self.task, description="indexing", total=event.total, completed=event.done,
+            rate=f"{rate:.1f}" if rate else "-", new=event.new_photos, errors=event.errors, eta=_eta(eta),
+        )
 
 
 def _run_analyzers(store: Any, cfg: Any, quiet: bool) -> dict[str, Any]:

@@ -245,6 +245,8 @@ def _plan(
         path_b = os.fsencode(item.path)
         seen.add(path_b)
         summary.scanned += 1
+        if summary.scanned % 500 == 0:
+            report(IndexProgress("scan", summary.scanned, 0, 0, summary.errors))
         row = known.get(path_b)
         if row and (row.size, row.mtime_ns, row.inode) == (item.size, item.mtime_ns, item.inode) and not thumbs_gone:
             summary.unchanged += 1
@@ -255,8 +257,6 @@ def _plan(
             summary.errors += 1
             continue
         jobs.append(FileJob(item.path, item.size, item.mtime_ns, item.inode, force_decode=thumbs_gone))
-        if len(seen) % 1000 == 0:
-            report(IndexProgress("scan", len(seen), 0, 0, 0))
     # A walk problem is written only when it is new or its reason changed: a re-run stays read-only.
     changed = [p for p in problems if _problem_changed(p, bad, known)]
     summary.errors += len(problems)
@@ -285,6 +285,7 @@ def _process(
     batch: list[Extracted | Failed] = []
     retry: list[FileJob] = []
     done = 0
+    report(IndexProgress("index", 0, len(jobs), 0, summary.errors))  # the clock of the rate and ETA starts here
 
     def flush() -> None:
         now = catalog.now_iso()
