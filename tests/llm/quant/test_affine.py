@@ -72,3 +72,19 @@ def test_nibbles_round_trip() -> None:
     assert p.shape == (5, 6)
     assert torch.equal(unpack_nibbles(p), q)
     assert torch.equal(unpack_nibbles(p[[4, 0]]), q[[4, 0]])
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_int4_range_search_never_increases_the_error(symmetric: bool) -> None:
+    w = _w(64, 256)
+    w[::7, ::13] *= 6.0  # outliers: clipping them pays off
+    full = quantize_int4(w, 32, symmetric)
+    searched = quantize_int4(w, 32, symmetric, search=16)
+
+    def err(res: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return (dequantize_int4(res[0], res[1], res[2], 32) - w).pow(2).reshape(64, 8, 32).sum(-1)  # (N, G)
+
+    assert bool((err(searched) <= err(full) + 1e-5).all())
+    assert float(err(searched).sum()) < 0.95 * float(err(full).sum())
+    if symmetric:
+        assert bool((searched[2] == 0).all())

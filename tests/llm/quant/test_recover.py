@@ -54,3 +54,18 @@ def test_recovery_lowers_held_out_kl_and_leaves_the_base_frozen() -> None:
             assert old is not None and torch.equal(buf, old), f"{name}.{key} changed"
     result.registry.activate(None)
     torch.testing.assert_close(kl_to_reference(ref, student, held), before)
+
+
+def test_perplexity_and_kl_agree_with_the_separate_functions() -> None:
+    from albumen.llm.quant.quality import perplexity_and_kl
+
+    teacher = tiny_model(dim=64, seed=2)
+    student = copy.deepcopy(teacher)
+    quantize_model(student, QuantConfig.from_scheme("int4-g32"))
+    windows = token_windows(list(TEXT.encode()), 40, count=3)
+    with torch.no_grad():
+        ref = [teacher(w) for w in windows]
+    ppl, kl = perplexity_and_kl(student, windows, ref)
+    assert abs(ppl - perplexity(student, windows)) < 1e-4 * ppl
+    assert abs(kl - kl_to_reference(ref, student, windows)) < 1e-6
+    assert perplexity_and_kl(teacher, windows, ref)[1] < 1e-6

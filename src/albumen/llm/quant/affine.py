@@ -44,16 +44,21 @@ def dequantize_int8(q: Tensor, scale: Tensor) -> Tensor:
     return q.float() * scale.float()[:, None]
 
 
-def quantize_int4(w: Tensor, group: int, symmetric: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+def quantize_int4(
+    w: Tensor, group: int, symmetric: bool = True, search: int = 0
+) -> tuple[Tensor, Tensor, Tensor]:
     """Group-wise int4 along the input dimension.
 
     Symmetric: the largest magnitude of each group maps to the end of [-8, 7] that has its sign (as llama.cpp's
     Q4_0 does), so no code is wasted on the side the group does not use. Asymmetric: min -> 0 and max -> 15.
+    With ``search > 0`` each group then tries ``search`` narrower ranges (down to half) and keeps the one with the
+    smallest squared error: clipping a few outliers buys a finer step for all the other weights.
 
     Args:
         w: (N, K) float weight, K divisible by ``group``.
         group: weights per (scale, zero) pair.
         symmetric: zero point fixed at 0.
+        search: number of clipping ratios tried per group (0: full range, no search).
     Returns:
         q: (N, K) uint8 in [0, 15]; scale, zero: (N, K // group) float32.
     """
@@ -65,15 +70,41 @@ def quantize_int4(w: Tensor, group: int, symmetric: bool = True) -> tuple[Tensor
         pos = wg.amax(dim=-1).clamp(min=0)  # (N, G)
         neg = (-wg).amax(dim=-1).clamp(min=0)
         scale = torch.maximum(pos / 7.0, neg / 8.0).clamp(min=_EPS)
+        lo = torch.zeros_like(scale)  # unused
+    else:
+        lo = wg.amin(dim=-1)
+        scale = ((wg.amax(dim=-1) - lo) / 15.0).clamp(min=_EPS)
+    if search > 0:
+        scale, lo = _search_range(wg, scale, lo, symmetric, search)
+    if symmetric:
         zero = torch.zeros_like(scale)
         q = torch.round(wg / scale[..., None]).clamp(-8, 7) + 8
     else:
-        lo = wg.amin(dim=-1)
-        hi = wg.amax(dim=-1)
-        scale = ((hi - lo) / 15.0).clamp(min=_EPS)
         zero = lo + 8.0 * scale  # so that (q - 8) * scale + zero == lo + q * scale
         q = torch.round((wg - lo[..., None]) / scale[..., None]).clamp(0, 15)
     return q.reshape(n, k).to(torch.uint8), scale, zero
+
+
+def _search_range(wg: Tensor, scale: Tensor, lo: Tensor, symmetric: bool, steps: int) -> tuple[Tensor, Tensor]:
+    """(N, G, g) groups with their full-range (scale, lo) -> the (scale, lo) of least squared error among ``steps``
+    ranges shrunk by ratios in [0.5, 1] (around 0 when symmetric, around the range's centre otherwise)."""
+    best_s, best_lo = scale, lo
+    best_err = torch.full_like(scale, float("inf"))
+    centre = lo + 7.5 * scale  # asymmetric: the middle of [min, max]
+    for ratio in torch.linspace(1.0, 0.5, steps).tolist():
+        s = scale * ratio
+        if symmetric:
+            deq = torch.round(wg / s[..., None]).clamp(-8, 7) * s[..., None]
+            low = lo
+        else:
+            low = centre - 7.5 * s
+            deq = torch.round((wg - low[..., None]) / s[..., None]).clamp(0, 15) * s[..., None] + low[..., None]
+        err = (deq - wg).pow(2).sum(dim=-1)  # (N, G)
+        better = err < best_err
+        best_err = torch.where(better, err, best_err)
+        best_s = torch.where(better, s, best_s)
+        best_lo = torch.where(better, low, best_lo)
+    return best_s, best_lo
 
 
 def dequantize_int4(q: Tensor, scale: Tensor, zero: Tensor | None, group: int) -> Tensor:

@@ -40,6 +40,7 @@ class LayerScheme:
     granularity: Granularity = "tensor"
     channel_group: int = 16
     kmeans_iters: int = 12
+    range_search: int = 20  # int4: clipping ratios tried per group (least squared error); 0 = full range
 
     def __post_init__(self) -> None:
         if self.kind not in ("int8", "int4", "palette", "none"):

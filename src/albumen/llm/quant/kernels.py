@@ -66,6 +66,10 @@ class Int4Packed:
         self.group = group
         self.out_features = out_features
 
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.packed, self.scales_and_zeros))
+
 
 def pack_int4(q: Tensor, scale: Tensor, zero: Tensor, group: int) -> Int4Packed | None:
     """(N, K) uint8 codes in [0, 15], (N, G) scale/zero -> the kernel layout, or None if the kernel can't take it."""
@@ -88,10 +92,11 @@ def int4_linear(x: Tensor, w: Int4Packed) -> Tensor:
 class Int8Packed:
     """An int8 per-channel weight in the layout of one int8 kernel: ``"fbgemm"`` or ``"int8pack"``."""
 
-    def __init__(self, kernel: str, payload: Any, out_features: int) -> None:
+    def __init__(self, kernel: str, payload: Any, out_features: int, nbytes: int = 0) -> None:
         self.kernel = kernel
         self.payload = payload
         self.out_features = out_features
+        self.nbytes = nbytes  # fbgemm's packed weight is opaque: its int8 size plus the scales
 
 
 def _prepack_fbgemm(q: Tensor, scale: Tensor) -> Any:
@@ -107,11 +112,11 @@ def pack_int8(q: Tensor, scale: Tensor, kernel: str = "fbgemm") -> Int8Packed | 
     if kernel == "fbgemm":
         if not fbgemm_int8_available():
             return None
-        return Int8Packed("fbgemm", _prepack_fbgemm(q, scale), q.shape[0])
+        return Int8Packed("fbgemm", _prepack_fbgemm(q, scale), q.shape[0], q.numel() + 8 * q.shape[0])
     if kernel == "int8pack":
         if not hasattr(torch.ops.aten, "_weight_int8pack_mm"):
             return None
-        return Int8Packed("int8pack", (q.contiguous(), scale.float()), q.shape[0])
+        return Int8Packed("int8pack", (q.contiguous(), scale.float()), q.shape[0], q.numel() + 4 * q.shape[0])
     raise ValueError(f"unknown int8 kernel {kernel!r}; expected 'fbgemm' or 'int8pack'")
 
 

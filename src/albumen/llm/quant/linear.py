@@ -76,6 +76,16 @@ class QuantizedLinear(nn.Module):
             self._runtime_key = key
         return self._runtime
 
+    def runtime_bytes(self) -> int:
+        """Bytes of the kernel layout built so far (0 before the first kernel-path forward); an int4 layout
+        replaces nothing, so memory = stored buffers + this."""
+        if self._runtime is None:
+            return 0
+        payload = self._runtime[1]
+        if isinstance(payload, Tensor):
+            return payload.numel() * payload.element_size()
+        return int(getattr(payload, "nbytes", 0))
+
     def kernel_name(self) -> str:
         rt = self.runtime()
         return "dequant" if rt is None else rt[0]
@@ -162,7 +172,7 @@ class Int4Linear(QuantizedLinear):
         self.register_buffer("zero", zero)
 
     def _quantize_from(self, w: Tensor) -> None:
-        q, scale, zero = quantize_int4(w, self.scheme.group_size, self.scheme.symmetric)
+        q, scale, zero = quantize_int4(w, self.scheme.group_size, self.scheme.symmetric, self.scheme.range_search)
         self.qweight = pack_nibbles(q)
         self.scale = scale.to(torch.bfloat16)
         if not self.scheme.symmetric:

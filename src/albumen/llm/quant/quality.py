@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["kl_to_reference", "perplexity", "token_windows"]
+__all__ = ["kl_to_reference", "perplexity", "perplexity_and_kl", "token_windows"]
 
 LogitsFn = Callable[[Tensor], Tensor]  # (1, T) ids -> (1, T, V) logits
 
@@ -67,3 +67,23 @@ def kl_to_reference(reference: Sequence[Tensor], model: nn.Module | LogitsFn, wi
         total += float((p.exp() * (p - q)).sum(-1).sum())
         count += ids.numel()
     return total / count
+
+
+@torch.no_grad()
+def perplexity_and_kl(
+    model: nn.Module | LogitsFn, windows: Sequence[Tensor], reference: Sequence[Tensor | None]
+) -> tuple[float, float]:
+    """Both figures from one forward per window: (perplexity over all windows, mean KL over the windows that have
+    reference logits; ``reference[i] is None`` skips window i for KL only)."""
+    fn = _logits_fn(model)
+    nll, count, kl, kl_count = 0.0, 0, 0.0, 0
+    for ids, ref in zip(windows, reference, strict=True):
+        logits = fn(ids).float()  # (1, T, V)
+        v = logits.shape[-1]
+        nll += float(F.cross_entropy(logits[:, :-1].reshape(-1, v), ids[:, 1:].reshape(-1), reduction="sum"))
+        count += ids.numel() - ids.shape[0]
+        if ref is not None:
+            p = F.log_softmax(ref.float(), dim=-1)
+            kl += float((p.exp() * (p - F.log_softmax(logits, dim=-1))).sum(-1).sum())
+            kl_count += ids.numel()
+    return math.exp(nll / count), kl / max(kl_count, 1)

@@ -1,0 +1,301 @@
+"""Quantization and palettization: size, quality and decode speed of every scheme, in one run, with llama.cpp.
+
+    flock /tmp/albumen-heavy.lock .venv/bin/python benchmarks/quantization.py [--large] [--schemes a,b,...]
+        [--threads 1] [--new-tokens 64] [--repeats 3] [--recover int4-g32,pal3-gc16] [--json out.json]
+
+Per model (SmolLM2-135M; with ``--large`` Qwen2.5-1.5B instead) and per scheme, every variant is quantized from the
+float model (the GGUF dequantized to fp32: the "fp32" reference), saved as a quantized checkpoint, and *loaded back
+through ``load_model``* (the path every engine command takes). Columns:
+
+- bits/w: stored bits per weight over every matrix (scales, LUTs included; a tied table counted once);
+- file MB: the checkpoint's ``model.safetensors``; mem MB: stored tensors + kernel layouts after decoding;
+- ppl: perplexity on held-out real text (the last third of gensim's ``lee_background.cor``, 300 news articles, read
+  as a file), in ``--windows`` windows of ``--window`` tokens, prefill path (weight-only dequant, exact);
+- KL: mean KL(fp32 || variant) per token on the first ``--kl-windows`` of those windows, prefill path;
+- KL dec: the same on one window decoded token by token through the KV cache, i.e. the decode kernels' numerics
+  (fbgemm's int8 path quantizes activations per token; int4pack runs in bf16);
+- tok/s: greedy decode of ``--new-tokens`` tokens after a chat prompt, batch 1, variants interleaved per repeat
+  (A/B/C..., then reversed), median; x fp32: its ratio to fp32 measured in the same rounds;
+- llama.cpp (``llama-cpp-python``, if importable) on the model's own GGUF (Q4_1 / Q4_K_M) in the same rounds.
+
+``mixed``: per-layer schemes chosen by measured sensitivity (``quant.sensitivity``): pal3-gc16 everywhere, int8 for
+the layers whose KL per extra bit is highest, up to a 4.0 bits/weight budget (the same budget as 4-bit palettes).
+``--recover S``: a LoRA adapter (r=16, all projections) distilled on the frozen scheme-S model towards fp32
+(``quant.recover``) on the first two thirds of the text; ppl and KL before / after on the same held-out windows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from albumen.llm.bench import BENCH_TEXT, run_once
+from albumen.llm.loading import default_models_dir, load_model, resolve_folder
+from albumen.llm.presets import resolve_preset
+from albumen.llm.quant import QuantConfig, model_bits_per_weight, parse_scheme, quantize_model, quantized_modules
+from albumen.llm.quant.checkpoint import copy_model_files, save_quantized
+from albumen.llm.quant.quality import perplexity_and_kl, token_windows
+
+SMALL_SCHEMES = [
+    "fp32", "bf16", "int8", "int4-g32", "int4-g64", "int4-g128", "int4-g32-asym", "int4-g64-asym", "int4-g128-asym",
+    "pal2", "pal3", "pal4", "pal2-gc16", "pal3-gc16", "pal4-gc16", "mixed", "int4-g32-all",
+]
+LARGE_SCHEMES = ["fp32", "bf16", "int8", "int4-g32", "int4-g128", "pal4-gc16", "int4-g32-all"]
+
+
+@dataclass
+class Row:
+    scheme: str
+    bits: float = 32.0
+    file_mb: float = 0.0
+    mem_mb: float = 0.0
+    quant_s: float = 0.0
+    load_s: float = 0.0
+    ppl: float = 0.0
+    kl: float = 0.0
+    kl_decode: float = 0.0
+    tps: list[float] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def median_tps(self) -> float:
+        return statistics.median(self.tps) if self.tps else 0.0
+
+
+def held_out_text() -> str:
+    """gensim's bundled Lee corpus (300 real news articles), read as a file without importing gensim."""
+    spec = importlib.util.find_spec("gensim")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("gensim is not installed: it ships the held-out text (pip install gensim)")
+    path = Path(spec.submodule_search_locations[0]) / "test" / "test_data" / "lee_background.cor"
+    return path.read_text(encoding="utf-8", errors="replace")
+
+
+def model_bytes(model: nn.Module) -> int:
+    """Distinct parameter / buffer storage plus the kernel layouts the quantized modules have built."""
+    seen: set[int] = set()
+    total = 0
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.numel() and t.untyped_storage().data_ptr() not in seen:
+            seen.add(t.untyped_storage().data_ptr())
+            total += t.untyped_storage().nbytes()
+    return total + sum(m.runtime_bytes() for m in set(quantized_modules(model).values()))
+
+
+@torch.no_grad()
+def decode_logits(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    """(1, T) ids -> (1, T, V) logits computed one token at a time through the KV cache (decode kernels)."""
+    model.setup_caches(1, ids.shape[1])
+    out = [model(ids[:, t:t + 1], torch.tensor([t])) for t in range(ids.shape[1])]
+    model.clear_caches()
+    return torch.cat(out, dim=1)
+
+
+def kl_of(ref: torch.Tensor, logits: torch.Tensor) -> float:
+    p = torch.log_softmax(ref.float(), -1)
+    return float((p.exp() * (p - torch.log_softmax(logits.float(), -1))).sum(-1).mean())
+
+
+def mixed_config(folder: Path, calib: list[torch.Tensor]) -> tuple[QuantConfig, str]:
+    from albumen.llm.quant.sensitivity import mixed_precision_config
+
+    model, _ = load_model(folder, torch.float32)
+    low, high = parse_scheme("pal3-gc16"), parse_scheme("int8")
+    cfg, _ = mixed_precision_config(model, calib, low, high, target_bits=4.0, base=QuantConfig(default=low))
+    n_high = sum(1 for s in cfg.overrides.values() if s == high)
+    return cfg, f"{n_high}/{len(cfg.overrides)} layers int8, rest pal3-gc16"
+
+
+def build_variant(scheme: str, folder: Path, out: Path, calib: list[torch.Tensor]) -> tuple[nn.Module, Row]:
+    """Quantize, save, load back through ``load_model``; the loaded model and its size figures."""
+    row = Row(scheme)
+    if scheme == "bf16":
+        t = time.perf_counter()
+        model, _ = load_model(folder, torch.bfloat16)
+        row.load_s = time.perf_counter() - t
+        row.bits = model_bits_per_weight(model)
+        row.file_mb = sum(p.stat().st_size for p in folder.glob("*.safetensors")) / 2e6
+        row.note = "file: half the fp32 cache"
+        return model, row
+    t = time.perf_counter()
+    if scheme == "mixed":
+        cfg, row.note = mixed_config(folder, calib)
+    else:
+        cfg = QuantConfig.from_scheme(scheme)
+    model, _ = load_model(folder, torch.float32)
+    result = quantize_model(model, cfg)
+    if result.fallbacks:
+        row.note += f" {len(result.fallbacks)} fallbacks to int8"
+    dest = out / scheme
+    save_quantized(model, dest, cfg, model.args.to_hf_config())
+    copy_model_files(folder, dest)
+    row.quant_s = time.perf_counter() - t
+    del model
+    t = time.perf_counter()
+    model, _ = load_model(dest, torch.float32)
+    row.load_s = time.perf_counter() - t
+    row.bits = model_bits_per_weight(model)
+    row.file_mb = (dest / "model.safetensors").stat().st_size / 1e6
+    return model, row
+
+
+def llama_cpp_run(gguf: Path, ids: list[int], n: int, threads: int) -> Callable[[], float] | None:
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        return None
+    llm = Llama(model_path=str(gguf), n_ctx=len(ids) + n + 16, n_threads=threads, n_threads_batch=threads,
+                n_batch=512, verbose=False)
+
+    def run() -> float:
+        llm.reset()
+        count, t1 = 0, time.perf_counter()
+        for _ in llm.generate(ids, temp=0.0, top_k=1, reset=True):  # EOS does not stop the raw generator
+            count += 1
+            if count == 1:
+                t1 = time.perf_counter()
+            if count == n:
+                break
+        return (n - 1) / (time.perf_counter() - t1)
+
+    return run
+
+
+def recover_rows(scheme: str, out: Path, teacher: nn.Module, train: list[torch.Tensor], held: list[torch.Tensor],
+                 refs: list[torch.Tensor | None], steps: int) -> dict[str, Any]:
+    from albumen.llm.quant.recover import RecoveryConfig, recover_with_lora
+
+    student, _ = load_model(out / scheme, torch.float32)
+    before = perplexity_and_kl(student, held, refs)
+    res = recover_with_lora(student, teacher, train, RecoveryConfig(steps=steps, lr=1e-3, warmup=5))
+    after = perplexity_and_kl(student, held, refs)
+    adapter_mb = sum(t.numel() * t.element_size() for t in res.registry.state_dict("recovery").values()) / 1e6
+    return {"scheme": scheme, "steps": steps, "seconds": round(res.seconds, 1), "adapter_mb": round(adapter_mb, 2),
+            "ppl_before": before[0], "ppl_after": after[0], "kl_before": before[1], "kl_after": after[1],
+            "loss_first": res.losses[0], "loss_last": res.losses[-1]}
+
+
+def bench_model(name: str, schemes: list[str], a: argparse.Namespace) -> dict[str, Any]:
+    models_dir = a.models_dir or default_models_dir()
+    folder = resolve_folder(name, models_dir)
+    gguf = resolve_preset(name, models_dir)
+    fp32, tok = load_model(folder, torch.float32)
+    text = held_out_text()
+    ids = tok.encode(text)
+    cut = 2 * len(ids) // 3
+    held = token_windows(ids[cut:], a.window, a.windows)
+    train = token_windows(ids[:cut], a.train_window)
+    calib = train[:2]
+    with torch.no_grad():
+        refs: list[torch.Tensor | None] = [fp32(w) if i < a.kl_windows else None
+                                           for i, w in enumerate(held)]
+    dec_window = held[0][:, : a.decode_kl_tokens]
+    ref_dec = refs[0][:, : a.decode_kl_tokens] if refs[0] is not None else fp32(dec_window)
+    prompt = tok.encode(tok.apply_chat_template([{"role": "user", "content": BENCH_TEXT}]))
+    rows: dict[str, Row] = {}
+    models: dict[str, nn.Module] = {}
+    work = Path(tempfile.mkdtemp(prefix="albumen-quant-bench-"))
+    for scheme in schemes:
+        t = time.perf_counter()
+        model, row = (fp32, Row("fp32", bits=32.0, file_mb=sum(p.stat().st_size for p in folder.glob(
+            "*.safetensors")) / 1e6)) if scheme == "fp32" else build_variant(scheme, folder, work, calib)
+        row.ppl, row.kl = perplexity_and_kl(model, held, refs)
+        row.kl_decode = kl_of(ref_dec, decode_logits(model, dec_window))
+        rows[scheme], models[scheme] = row, model
+        print(f"  {scheme:15s} bits {row.bits:5.2f}  ppl {row.ppl:8.3f}  KL {row.kl:.4f}  KL dec {row.kl_decode:.4f}"
+              f"  ({time.perf_counter() - t:.0f} s) {row.note}", file=sys.stderr, flush=True)
+    runs: dict[str, Callable[[], float]] = {
+        s: (lambda m=m: run_once(m, prompt, a.new_tokens).decode_tokens_per_s) for s, m in models.items()}
+    if not a.no_llama_cpp:
+        lr = llama_cpp_run(gguf, prompt, a.new_tokens, a.threads)
+        if lr is not None:
+            key = f"llama.cpp {gguf.stem.split('.')[-1].split('-')[-1]}"  # its own format: Q4_1, q4_k_m
+            runs[key], rows[key] = lr, Row(key, note=gguf.name)
+    for run in runs.values():
+        run()  # warm-up: page faults of mapped weights, kernel layouts packed, threads started
+    for r in range(a.repeats):
+        for s in list(runs) if r % 2 == 0 else list(reversed(runs)):
+            rows[s].tps.append(runs[s]())
+    for s, m in models.items():
+        rows[s].mem_mb = model_bytes(m) / 1e6
+    recovered = [recover_rows(s, work, fp32, train, held, refs, a.recover_steps)
+                 for s in a.recover.split(",") if s and s in rows]
+    base = rows["fp32"].median_tps or 1.0
+    return {"model": name, "gguf": gguf.name, "threads": a.threads, "held_out_tokens": sum(w.numel() for w in held),
+            "kl_tokens": sum(w.numel() for w, r in zip(held, refs) if r is not None),
+            "rows": [dict(asdict(r), median_tps=r.median_tps, x_fp32=r.median_tps / base) for r in rows.values()],
+            "recovery": recovered, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3}
+
+
+def markdown(result: dict[str, Any]) -> str:
+    fp = next(r for r in result["rows"] if r["scheme"] == "fp32")
+    lines = [f"### {result['model']} ({result['threads']} thread(s); ppl on {result['held_out_tokens']} held-out "
+             f"tokens, KL on {result['kl_tokens']})", "",
+             "| scheme | bits/w | file MB | mem MB | ppl | ppl vs fp32 | KL | KL dec | tok/s | x fp32 | note |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        q = r["ppl"] > 0
+        lines.append(
+            f"| {r['scheme']} | {r['bits']:.2f} | {r['file_mb']:.1f} | {r['mem_mb']:.0f} | "
+            f"{r['ppl']:.3f} | {(r['ppl'] / fp['ppl'] - 1) * 100:+.2f}% | {r['kl']:.4f} | {r['kl_decode']:.4f} | "
+            f"{r['median_tps']:.1f} | {r['x_fp32']:.2f} | {r['note']} |" if q else
+            f"| {r['scheme']} | | | | | | | | {r['median_tps']:.1f} | {r['x_fp32']:.2f} | {r['note']} |")
+    if result["recovery"]:
+        lines += ["", "| LoRA recovery | steps | s | adapter MB | ppl before -> after | KL before -> after |",
+                  "|---|---|---|---|---|---|"]
+        for c in result["recovery"]:
+            lines.append(f"| {c['scheme']} | {c['steps']} | {c['seconds']} | {c['adapter_mb']} | "
+                         f"{c['ppl_before']:.3f} -> {c['ppl_after']:.3f} | {c['kl_before']:.4f} -> {c['kl_after']:.4f} |")
+    lines.append(f"\npeak RSS of the whole run: {result['peak_rss_mb']:.0f} MB")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--large", action="store_true", help="Qwen2.5-1.5B instead of SmolLM2-135M")
+    ap.add_argument("--model", default="", help="a preset instead of the default")
+    ap.add_argument("--schemes", default="", help="comma-separated; default: all for SmolLM2, a subset for --large")
+    ap.add_argument("--threads", type=int, default=1, help="torch and llama.cpp threads (1: stable on shared boxes)")
+    ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--window", type=int, default=256)
+    ap.add_argument("--windows", type=int, default=16)
+    ap.add_argument("--kl-windows", type=int, default=8)
+    ap.add_argument("--decode-kl-tokens", type=int, default=64)
+    ap.add_argument("--train-window", type=int, default=128)
+    ap.add_argument("--recover", default="int4-g32,pal3-gc16", help="schemes to run LoRA recovery on ('' = none)")
+    ap.add_argument("--recover-steps", type=int, default=40)
+    ap.add_argument("--no-llama-cpp", action="store_true")
+    ap.add_argument("--models-dir", type=Path, default=None)
+    ap.add_argument("--json", type=Path, default=None)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    name = a.model or ("qwen2.5-1.5b" if a.large else "smollm2-135m")
+    schemes = a.schemes.split(",") if a.schemes else (LARGE_SCHEMES if a.large else SMALL_SCHEMES)
+    if "fp32" not in schemes:
+        schemes = ["fp32", *schemes]
+    start = time.perf_counter()
+    result = bench_model(name, schemes, a)
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    print(markdown(result))
+    print(f"\n({result['seconds']} s)")
+    if a.json:
+        a.json.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
