@@ -4,6 +4,8 @@ import json
 from datetime import date
 from typing import Any
 
+import pytest
+
 from albumen.search.dates import DateRange
 from albumen.search.llm_parser import QUERY_SCHEMA, LLMQueryParser, build_prompt, engine_query_parser
 from albumen.search.query import Vocabulary
@@ -65,3 +67,19 @@ def test_prompt_is_bounded() -> None:
 def test_engine_parser_absent_or_present_never_raises() -> None:
     parser = engine_query_parser()
     assert parser is None or isinstance(parser, LLMQueryParser)
+
+
+@pytest.mark.heavy  # loads SmolLM2-135M (~20 s on 2 cores) and decodes with guided JSON
+def test_real_engine_guided_json_adds_only_vouched_for_filters() -> None:
+    from albumen.search.llm_parser import engine_query_parser
+
+    parser = engine_query_parser()
+    assert parser is not None
+    errors: list[Exception] = []
+    parser.on_error = errors.append
+    vocab = Vocabulary.build(["Anna Berg", "Tom Smith"], ["Lisbon", "Portugal"])
+    q = parser("dog on the beach with Anna last summer in Lisbon", vocab, date(2026, 11, 28))
+    assert not errors, errors
+    # the rules found these; the LLM may add, never invent: every filter is a name the library has
+    assert q.people == ("Anna Berg",) and q.places == ("Lisbon",)
+    assert q.dates is not None and q.dates.matches(date(2026, 7, 1)) and q.text == "dog on the beach"
