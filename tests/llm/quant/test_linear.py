@@ -119,3 +119,20 @@ def test_rows_match_dequantized_rows(name: str) -> None:
 def test_ragged_group_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="multiple of group size"):
         Int4Linear.from_float(nn.Linear(40, 16), parse_scheme("int4-g32"))
+
+
+def test_palette_per_channel_scale_helps_rows_of_different_magnitude() -> None:
+    from dataclasses import replace
+
+    g = torch.Generator().manual_seed(0)
+    lin = nn.Linear(64, 32, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(32, 64, generator=g) * torch.logspace(-2, 0, 32)[:, None])
+    scheme = parse_scheme("pal3")
+    errs = {}
+    for pcs in (False, True):
+        mod = PalettizedLinear.from_float(lin, replace(scheme, per_channel_scale=pcs))
+        assert (mod.row_scale is not None) == pcs
+        errs[pcs] = float((mod.dequantize() - lin.weight).norm() / lin.weight.norm())
+        torch.testing.assert_close(mod.rows(torch.tensor([3, 30])), mod.dequantize()[[3, 30]])
+    assert errs[True] < 0.8 * errs[False]

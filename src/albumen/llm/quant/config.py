@@ -30,7 +30,9 @@ class LayerScheme:
     ``int8``: symmetric per output channel. ``int4``: group-wise along the input dimension, ``group_size`` weights
     share a scale (and a zero point when ``symmetric`` is False). ``palette``: k-means look-up table of ``2**bits``
     entries, one table per tensor or one per ``channel_group`` consecutive output channels (Core ML's
-    "per grouped channel"). ``none`` keeps the float weight.
+    "per grouped channel"), on rows first divided by their own max |w| (``per_channel_scale``, Core ML's
+    ``enable_per_channel_scale``: one float per row, so rows of different magnitude share a table well).
+    ``none`` keeps the float weight.
     """
 
     kind: Kind = "int4"
@@ -39,7 +41,8 @@ class LayerScheme:
     symmetric: bool = True
     granularity: Granularity = "tensor"
     channel_group: int = 16
-    kmeans_iters: int = 12
+    kmeans_iters: int = 30
+    per_channel_scale: bool = True  # palette: rows normalised by their max |w| before k-means (Core ML's option)
     range_search: int = 20  # int4: clipping ratios tried per group (least squared error); 0 = full range
 
     def __post_init__(self) -> None:

@@ -210,7 +210,7 @@ class Int4Linear(QuantizedLinear):
 
 
 class PalettizedLinear(QuantizedLinear):
-    """K-means palettized weight: b-bit packed indices + int8 LUTs with one scale per LUT.
+    """K-means palettized weight: b-bit packed indices + int8 LUTs with one scale per LUT (+ one per row).
 
     Runtime: the indices are looked up once into an int8 per-channel weight (exact: LUT entries lie on an int8
     grid) that runs on the int8 kernel; ``kernel="bf16"`` looks them up into bf16 instead.
@@ -225,9 +225,13 @@ class PalettizedLinear(QuantizedLinear):
         self.register_buffer("qindex", torch.zeros(out_features, row_bytes, dtype=torch.uint8))
         self.register_buffer("lut", torch.zeros(n_lut, 2**scheme.bits, dtype=torch.int8))
         self.register_buffer("lut_scale", torch.ones(n_lut))
+        self.register_buffer("row_scale", torch.ones(out_features) if scheme.per_channel_scale else None)
 
     def _quantize_from(self, w: Tensor) -> None:
         cg = None if self.scheme.granularity == "tensor" else self.scheme.channel_group
+        if self.row_scale is not None:
+            self.row_scale = w.abs().amax(dim=1).clamp(min=1e-12)  # (N,)
+            w = w / self.row_scale[:, None]
         idx, self.lut, self.lut_scale = palettize(w, self.scheme.bits, cg, self.scheme.kmeans_iters)
         self.qindex = pack_bits(idx, self.scheme.bits)
 
@@ -242,7 +246,8 @@ class PalettizedLinear(QuantizedLinear):
         """(out, in) int8 weight and (out,) scales that reproduce this palette exactly."""
         g = self._lut_of_row(torch.arange(self.out_features))  # (N,)
         q = self.lut[g[:, None], self.indices().long()]  # (N, K) int8
-        return q, self.lut_scale[g]
+        scale = self.lut_scale[g]
+        return q, scale if self.row_scale is None else scale * self.row_scale
 
     def dequantize(self) -> Tensor:
         q, scale = self.int8_weight()
@@ -251,7 +256,8 @@ class PalettizedLinear(QuantizedLinear):
     def rows(self, ids: Tensor) -> Tensor:
         idx = unpack_bits(self.qindex[ids.reshape(-1)], self.scheme.bits, self.in_features)  # (M, K)
         g = self._lut_of_row(ids.reshape(-1))
-        w = self.lut[g[:, None], idx.long()].float() * self.lut_scale[g][:, None]
+        scale = self.lut_scale[g] if self.row_scale is None else self.lut_scale[g] * self.row_scale[ids.reshape(-1)]
+        w = self.lut[g[:, None], idx.long()].float() * scale[:, None]
         return w.reshape(*ids.shape, self.in_features)
 
     def _build_runtime(self) -> tuple[str, Any] | None:
