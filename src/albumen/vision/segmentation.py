@@ -8,6 +8,11 @@ Tests use the fakes in ``albumen.vision.portrait.fakes``. This module knows noth
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -68,6 +73,27 @@ def _check_rgb(rgb: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
+@contextlib.contextmanager
+def _quiet_native_logs() -> Iterator[None]:
+    """Silence MediaPipe's start-up chatter (TFLite/absl lines written straight to file descriptor 2, protobuf
+    deprecation warnings) while a graph starts. Python exceptions still propagate with their messages."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*SymbolDatabase.GetPrototype.*")
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError):  # no real stderr (some test runners): nothing to silence
+            yield
+            return
+        try:
+            with open(os.devnull, "w") as devnull:
+                os.dup2(devnull.fileno(), 2)
+                yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def _import_mediapipe() -> Any:
     try:
         import mediapipe as mp  # noqa: PLC0415 - heavy, optional: imported on first use only
@@ -90,15 +116,17 @@ class MediaPipeSelfieSegmenter:
         self._model = model
         self._solution: Any = None
 
-    def _load(self) -> Any:
-        if self._solution is None:
-            mp = _import_mediapipe()
-            self._solution = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=self._model)
-        return self._solution
-
     def segment(self, rgb: np.ndarray) -> np.ndarray:
         rgb = _check_rgb(rgb)
-        result = self._load().process(rgb)
+        if self._solution is None:
+            with _quiet_native_logs():  # the graph starts (and logs) on construction and on the first frame
+                mp = _import_mediapipe()
+                self._solution = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=self._model)
+                result = self._solution.process(rgb)
+        else:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*SymbolDatabase.GetPrototype.*")
+                result = self._solution.process(rgb)
         mask = result.segmentation_mask
         if mask is None:  # the graph returns no mask for an empty frame
             return np.zeros(rgb.shape[:2], dtype=np.float32)
@@ -120,18 +148,22 @@ class MediaPipeFaceDetector:
         self._min_confidence = min_confidence
         self._solutions: dict[int, Any] = {}
 
-    def _solution(self, model: int) -> Any:
+    def _process(self, model: int, rgb: np.ndarray) -> Any:
         if model not in self._solutions:
-            mp = _import_mediapipe()
-            self._solutions[model] = mp.solutions.face_detection.FaceDetection(
-                model_selection=model, min_detection_confidence=self._min_confidence
-            )
-        return self._solutions[model]
+            with _quiet_native_logs():  # the graph starts (and logs) on construction and on the first frame
+                mp = _import_mediapipe()
+                self._solutions[model] = mp.solutions.face_detection.FaceDetection(
+                    model_selection=model, min_detection_confidence=self._min_confidence
+                )
+                return self._solutions[model].process(rgb)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*SymbolDatabase.GetPrototype.*")
+            return self._solutions[model].process(rgb)
 
     def detect(self, rgb: np.ndarray) -> list[FaceBox]:
         rgb = _check_rgb(rgb)
         for model in (1, 0):
-            faces = _to_boxes(self._solution(model).process(rgb).detections)
+            faces = _to_boxes(self._process(model, rgb).detections)
             if faces:
                 return sorted(faces, key=lambda f: -f.score)
         return []
