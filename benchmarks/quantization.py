@@ -198,7 +198,7 @@ def bench_model(name: str, schemes: list[str], a: argparse.Namespace) -> dict[st
     cut = 2 * len(ids) // 3
     held = token_windows(ids[cut:], a.window, a.windows)
     train = token_windows(ids[:cut], a.train_window)
-    calib = train[:2]
+    calib = train[:1]
     with torch.no_grad():
         refs: list[torch.Tensor | None] = [fp32(w) if i < a.kl_windows else None
                                            for i, w in enumerate(held)]
@@ -217,6 +217,8 @@ def bench_model(name: str, schemes: list[str], a: argparse.Namespace) -> dict[st
         rows[scheme], models[scheme] = row, model
         print(f"  {scheme:15s} bits {row.bits:5.2f}  ppl {row.ppl:8.3f}  KL {row.kl:.4f}  KL dec {row.kl_decode:.4f}"
               f"  ({time.perf_counter() - t:.0f} s) {row.note}", file=sys.stderr, flush=True)
+    if a.json:  # the quality half survives a later timeout
+        a.json.with_suffix(".partial.json").write_text(json.dumps([asdict(r) for r in rows.values()], indent=1))
     runs: dict[str, Callable[[], float]] = {
         s: (lambda m=m: run_once(m, prompt, a.new_tokens).decode_tokens_per_s) for s, m in models.items()}
     if not a.no_llama_cpp:
@@ -263,6 +265,46 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def kernel_table(n: int = 8960, k: int = 1536, copies: int = 8, repeats: int = 3) -> str:
+    """Batch-1 matmul per kernel on an (n, k) weight, cycling ``copies`` weights so each comes from DRAM."""
+    import torch.nn.functional as F
+
+    from albumen.llm.quant import kernels
+    from albumen.llm.quant.affine import quantize_int4, quantize_int8
+
+    g = torch.Generator().manual_seed(0)
+    ws = [torch.randn(n, k, generator=g) * 0.02 for _ in range(copies)]
+    x = torch.randn(1, k, generator=g)
+    wb = [w.bfloat16() for w in ws]
+    q8 = [quantize_int8(w) for w in ws]
+    i8 = [kernels.pack_int8(q, s, "int8pack") for q, s in q8]
+    fb = [kernels.pack_int8(q, s, "fbgemm") for q, s in q8]
+    p4 = [kernels.pack_int4(*quantize_int4(w, 32), 32) for w in ws]
+    cands: dict[str, tuple[float, Callable[[int], Any]]] = {
+        "fp32 F.linear": (4, lambda i: F.linear(x, ws[i])),
+        "bf16 F.linear": (2, lambda i: F.linear(x.bfloat16(), wb[i])),
+        "int8pack (bf16 act)": (1, lambda i: kernels.int8_linear(x, i8[i])),
+        "fbgemm dynamic int8": (1, lambda i: kernels.int8_linear(x, fb[i])),
+        "int4pack g32 (bf16 act)": (0.5, lambda i: kernels.int4_linear(x, p4[i])),
+    }
+    times: dict[str, list[float]] = {c: [] for c in cands}
+    for r in range(repeats):  # interleaved: contention hits every kernel alike
+        for name, (_, fn) in cands.items():
+            for i in range(copies):
+                fn(i)
+            t = time.perf_counter()
+            for i in range(copies):
+                fn(i)
+            times[name].append((time.perf_counter() - t) / copies)
+    base = statistics.median(times["fp32 F.linear"])
+    lines = [f"| kernel ({n}x{k}, M=1, {torch.get_num_threads()} thread(s)) | ms | x fp32 | weight GB/s |",
+             "|---|---|---|---|"]
+    for name, (bpw, _) in cands.items():
+        m = statistics.median(times[name])
+        lines.append(f"| {name} | {m * 1e3:.3f} | {base / m:.1f} | {bpw * n * k / m / 1e9:.1f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--large", action="store_true", help="Qwen2.5-1.5B instead of SmolLM2-135M")
@@ -272,17 +314,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--window", type=int, default=256)
-    ap.add_argument("--windows", type=int, default=16)
-    ap.add_argument("--kl-windows", type=int, default=8)
+    ap.add_argument("--windows", type=int, default=12)
+    ap.add_argument("--kl-windows", type=int, default=6)
     ap.add_argument("--decode-kl-tokens", type=int, default=64)
     ap.add_argument("--train-window", type=int, default=128)
     ap.add_argument("--recover", default="int4-g32,pal3-gc16", help="schemes to run LoRA recovery on ('' = none)")
-    ap.add_argument("--recover-steps", type=int, default=40)
+    ap.add_argument("--recover-steps", type=int, default=30)
     ap.add_argument("--no-llama-cpp", action="store_true")
     ap.add_argument("--models-dir", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--kernels", action="store_true", help="only the per-kernel matmul table (~20 s)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
+    if a.kernels:
+        print(kernel_table())
+        return
     torch.manual_seed(0)
     name = a.model or ("qwen2.5-1.5b" if a.large else "smollm2-135m")
     schemes = a.schemes.split(",") if a.schemes else (LARGE_SCHEMES if a.large else SMALL_SCHEMES)

@@ -45,7 +45,7 @@ def test_kernel_path_matches_dequant_path_at_decode(name: str) -> None:
         q.reference = True
         ref = q(x)
     assert fast.shape == (1, 1, 64) and fast.dtype == torch.float32
-    # bf16 activations (int4pack) or 7-bit per-token activations (fbgemm int8) cost ~1-2% of the output scale
+    # bf16 activations (int4pack, int8pack) cost ~1% of the output scale
     assert float((fast - ref).abs().max()) < 0.03 * float(ref.abs().max())
     torch.testing.assert_close(ref, nn.functional.linear(x, q.dequantize(), q.bias))
 
@@ -133,6 +133,6 @@ def test_palette_per_channel_scale_helps_rows_of_different_magnitude() -> None:
     for pcs in (False, True):
         mod = PalettizedLinear.from_float(lin, replace(scheme, per_channel_scale=pcs))
         assert (mod.row_scale is not None) == pcs
-        errs[pcs] = float((mod.dequantize() - lin.weight).norm() / lin.weight.norm())
+        errs[pcs] = float((mod.dequantize() - lin.weight.detach()).norm() / lin.weight.detach().norm())
         torch.testing.assert_close(mod.rows(torch.tensor([3, 30])), mod.dequantize()[[3, 30]])
     assert errs[True] < 0.8 * errs[False]

@@ -1,12 +1,16 @@
 """The CPU matmul kernels behind quantized linears, each with a probe and a plain-torch fallback.
 
-Measured on the project machines (``benchmarks/quantization.py`` and ``docs/quantization.md``), batch-1 decode:
+Measured on the project machines (``benchmarks/quantization.py`` and ``docs/quantization.md``), batch-1 decode,
+one thread, an 8960x1536 weight cycled with 7 others so that it comes from DRAM (fp32 ``F.linear`` = 1.0x):
 
-- int4: ``aten._weight_int4pack_mm_for_cpu`` with bf16 activations. Needs out_features % 16 == 0.
-- int8: fbgemm's dynamic-quantized linear (``quantized::linear_dynamic``, int8 weights per channel, activations
-  quantized per token on the fly) is ~5x faster than fp32 at M=1, where ``aten._weight_int8pack_mm`` is not faster
-  than bf16. It quantizes activations, so it is measured for accuracy too; ``int8pack`` (bf16 activations,
-  weight-only) is the exact alternative.
+- int4: ``aten._weight_int4pack_mm_for_cpu`` with bf16 activations, 6.6x. Needs out_features % 16 == 0.
+- int8, default: ``aten._weight_int8pack_mm`` with bf16 activations (weight-only, exact up to bf16), 3.0x.
+  (With two threads on a busy 2-core box every kernel, this one included, drops to ~8 ms: OpenMP barriers wait on
+  descheduled threads. That, not the kernel, is the "int8pack is slow at M=1" figure.)
+- int8, opt-in ``"fbgemm"``: fbgemm's dynamic-quantized linear (``quantized::linear_dynamic``, activations quantized
+  per token on the fly), 7.0x, but the activation rounding costs ~20x the KL of weight-only int8 on SmolLM2
+  (LLM activations have outlier channels), so it is never chosen automatically.
+- ``torch._int_mm`` with hand-quantized activations (2.8x) and int8 -> bf16 dequant per call (0.1x): measured, dropped.
 - everything else: dequantize to the activation dtype and ``F.linear`` (also the path autograd and ONNX see).
 
 This module knows kernels and their layouts; it knows nothing about schemes, modules or checkpoints.

@@ -144,7 +144,7 @@ class Int8Linear(QuantizedLinear):
         return self.qweight[ids].float() * self.scale[ids][..., None]
 
     def _build_runtime(self) -> tuple[str, Any] | None:
-        order = {"auto": ("fbgemm", "int8pack"), "fbgemm": ("fbgemm",), "int8pack": ("int8pack",)}.get(self.kernel, ())
+        order = {"auto": ("int8pack", "fbgemm"), "fbgemm": ("fbgemm",), "int8pack": ("int8pack",)}.get(self.kernel, ())
         for name in order:
             packed = kernels.pack_int8(self.qweight, self.scale, name)
             if packed is not None:
@@ -266,7 +266,7 @@ class PalettizedLinear(QuantizedLinear):
         if self.kernel not in ("auto", "fbgemm", "int8pack"):
             return None
         q, scale = self.int8_weight()
-        for name in ("fbgemm", "int8pack") if self.kernel == "auto" else (self.kernel,):
+        for name in ("int8pack", "fbgemm") if self.kernel == "auto" else (self.kernel,):
             packed = kernels.pack_int8(q, scale, name)
             if packed is not None:
                 return f"lut-{name}", packed
