@@ -89,6 +89,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--train-minutes", type=float, default=15.0)
     p.add_argument("--work", type=Path, default=Path("build/titles_train"), help="training checkpoints")
     a = p.parse_args(argv)
+    from albumen.llm.train.threads import pick_threads
+
+    print(f"titles: {pick_threads()} torch threads", flush=True)
     if a.stage in ("all", "data"):
         from albumen.llm.train.datasets.teacher import main as build_data
 

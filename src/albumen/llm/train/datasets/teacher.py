@@ -207,6 +207,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     order = list(facts[-a.heldout :]) + list(facts[: -a.heldout])
     teacher_jsonl = a.out / "teacher.jsonl"
     if a.minutes > 0 and len(_done_ids(teacher_jsonl) & {f.id for f in facts}) < len(facts):
+        from albumen.llm.train.threads import pick_threads
+
+        print(f"teacher: {pick_threads()} torch threads", flush=True)
         model, tok = load_teacher(a.models_dir, a.teacher)
         t0, heldout, rest = time.monotonic(), order[: a.heldout], order[a.heldout :]
         run_teacher(heldout, teacher_jsonl, model, tok, a.batch_size, a.minutes, a.max_new_tokens)
