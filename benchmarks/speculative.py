@@ -170,7 +170,8 @@ def main() -> None:
     p.add_argument("--max-new-tokens", type=int, default=96)
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--k", type=int, default=4, help="starting draft length (adaptive)")
-    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads; on the shared 2-core machine one thread is several times faster than two")
     p.add_argument("--llama-cpp", action="store_true")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()

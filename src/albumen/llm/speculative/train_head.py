@@ -46,12 +46,14 @@ DEFAULT_DATA = "build/speculative/data"
 
 
 def batched_greedy(
-    model: Transformer, prompts: Sequence[Sequence[int]], max_new_tokens: int, eos_ids: Sequence[int]
+    model: Transformer, prompts: Sequence[Sequence[int]], max_new_tokens: int, eos_ids: Sequence[int],
+    deadline: float = math.inf,
 ) -> list[tuple[list[int], torch.Tensor]]:
     """Greedy continuations of equal-length prompts in one batch, with the target's features.
 
     Returns per row (tokens, feats): prompt + reply (cut after the first EOS, which is kept), and (len(tokens) - 1, D)
-    fp16 normed last hidden states of every position but the last (the positions the model was fed).
+    fp16 normed last hidden states of every position but the last (the positions the model was fed). Past
+    ``deadline`` (``time.perf_counter()``) the replies are cut short: still greedy prefixes, still usable.
     """
     bsz, length = len(prompts), len(prompts[0])
     if any(len(p) != length for p in prompts):
@@ -76,7 +78,7 @@ def batched_greedy(
                     if not done[i]:
                         rows[i].append(t)
                         done[i] = t in eos
-                if all(done) or step + 1 == max_new_tokens:
+                if all(done) or step + 1 == max_new_tokens or time.perf_counter() > deadline:
                     break
                 pos = torch.tensor([length + step])
                 logits = model(torch.tensor(nxt)[:, None], pos)[:, -1]
@@ -108,7 +110,8 @@ def generate_data(
         if time.perf_counter() - t0 > minutes * 60:
             break
         t_batch = time.perf_counter()
-        rows = batched_greedy(model, [ids for _, ids in batch], max_new_tokens, tokenizer.eos_ids)
+        rows = batched_greedy(model, [ids for _, ids in batch], max_new_tokens, tokenizer.eos_ids,
+                              deadline=t0 + minutes * 60)
         seconds = time.perf_counter() - t_batch
         shard = {"prompt_index": [i for i, _ in batch], "prompt_len": [len(ids) for _, ids in batch],
                  "tokens": [r for r, _ in rows], "feats": [f for _, f in rows], "seconds": seconds}
@@ -163,7 +166,7 @@ def init_head(target: Transformer, vocab: torch.Tensor, name: str, seed: int = 0
 @dataclass(frozen=True)
 class TrainConfig:
     steps: int = 600
-    batch_size: int = 8
+    batch_size: int = 6
     max_len: int = 256
     lr: float = 1e-3
     warmup: int = 20
@@ -240,15 +243,19 @@ def train_head(
     if state is not None:
         opt.load_state_dict(state["opt"])
 
+    # The cosine runs to ``horizon``: cfg.steps, or fewer when the time budget will not allow them (estimated after
+    # the first steps and kept across resumes), so a time-bound run still ends at a low learning rate.
+    horizon = state.get("horizon", cfg.steps) if state is not None else cfg.steps
+
     def lr_at(s: int) -> float:
         if s < cfg.warmup:
             return cfg.lr * (s + 1) / cfg.warmup
-        return cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps))))
+        return cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, s / horizon))))
 
     def save() -> None:
         tmp = ckpt.with_suffix(".tmp")
         torch.save({"head": head.state_dict(), "opt": opt.state_dict(), "step": step, "train_s": spent,
-                    "vocab": vocab, "config": head.cfg.__dict__}, tmp)
+                    "vocab": vocab, "config": head.cfg.__dict__, "horizon": horizon}, tmp)
         tmp.rename(ckpt)
 
     head.train()
@@ -268,6 +275,9 @@ def train_head(
         now = time.perf_counter()
         spent += now - last
         last = now
+        if state is None and step == 10:
+            per_step = (now - t0) / 10
+            horizon = min(cfg.steps, step + int((minutes * 60 - (now - t0)) / per_step))
         if step % 10 == 0:
             log(f"step {step}: feature {reg.item():.4f} token {ce.item():.3f} top-1 {acc.item():.3f} ({spent:.0f}s)")
         if step % cfg.save_every == 0 or step == cfg.steps:
@@ -278,7 +288,7 @@ def train_head(
         random.seed(cfg.seed + 1)
         accs = [_losses(head, lm, _batch(seqs, [i], vocab_map, cfg.max_len, embed), 0.0)[2].item() for i in held]
     summary = {"steps": step, "train_s": round(spent, 1), "vocab": len(vocab), "heldout_top1": round(sum(accs) / max(1, len(accs)), 4),
-               "sequences": len(seqs), "done": step >= cfg.steps}
+               "sequences": len(seqs), "done": step >= horizon, "horizon": horizon}
     return head, summary
 
 
@@ -296,7 +306,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--vocab", type=int, default=8192)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (on a busy 2-core machine one thread is several times faster than two)")
     args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
 
     from albumen.llm.loading import load_model
 
@@ -304,7 +317,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     data_dir = Path(args.data_dir)
     if args.stage == "data":
         prompts = _prompt_set(Path(args.facts), args.grounded, args.open)
-        summary = generate_data(target, tok, prompts, data_dir, args.minutes, args.batch_size, args.max_new_tokens)
+        summary = generate_data(target, tok, prompts, data_dir, args.minutes, args.batch_size, args.max_new_tokens,
+                                log=lambda line: print(line, flush=True))
         print(json.dumps(summary))
         return
     seqs, gen_s = load_shards(data_dir)
@@ -312,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(f"{data_dir}: no data; run the 'data' stage first")
     target.clear_caches()
     head, summary = train_head(target, seqs, TrainConfig(steps=args.steps), data_dir.parent / "head-ckpt.pt",
-                               args.minutes, args.target, args.vocab)
+                               args.minutes, args.target, args.vocab, log=lambda line: print(line, flush=True))
     summary["data_s"] = round(gen_s, 1)
     summary["generated_tokens"] = sum(len(t) - pl for t, _, pl in seqs)
     save_head(head, args.out, summary)
