@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 
@@ -107,3 +107,17 @@ def test_filter_intersection_keeps_text() -> None:
     b = DateFilter((DateRange(date(2020, 6, 1), date(2020, 9, 1)),), "summer")
     both = a.intersect(b)
     assert both.ranges == (DateRange(date(2020, 6, 1), date(2020, 9, 1)),) and both.text == "in 2020 + summer"
+
+
+def test_vectorised_matches_equal_the_plain_rule() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        starts = [date(2020, 1, 1) + timedelta(days=int(d)) for d in rng.integers(0, 1500, size=int(rng.integers(1, 8)))]
+        ranges = tuple(sorted((DateRange(s, s + timedelta(days=int(rng.integers(1, 90)))) for s in starts),
+                              key=lambda r: r.start))  # may overlap or touch
+        f = DateFilter(ranges)
+        days = [date(2019, 12, 1) + timedelta(days=int(d)) for d in rng.integers(0, 1700, size=300)]
+        ordinals = np.array([d.toordinal() for d in days] + [-1], dtype=np.int64)
+        assert f.matches_ordinals(ordinals).tolist() == [f.matches(d) for d in days] + [False]

@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+import numpy as np
+
 __all__ = ["DateFilter", "DateRange", "easter_sunday", "find_dates", "parse_date_bound"]
 
 _FIRST_YEAR = 1900  # recurring expressions without a year expand over [_FIRST_YEAR, today.year]
@@ -54,6 +56,24 @@ class DateFilter:
 
     def matches(self, day: date) -> bool:
         return any(r.start <= day < r.end for r in self.ranges)
+
+    def matches_ordinals(self, days: np.ndarray) -> np.ndarray:
+        """Vectorised ``matches``: int64 (N,) ``date.toordinal()`` values (negative = unknown) -> bool (N,).
+
+        The ranges are merged into sorted disjoint ``[start, end)`` pairs; a day is inside iff the number of boundaries
+        at or before it is odd (one binary search per day instead of one comparison per range).
+        """
+        merged: list[list[int]] = []
+        for r in sorted(self.ranges, key=lambda r: r.start):
+            a, b = r.start.toordinal(), r.end.toordinal()
+            if merged and a <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], b)
+            else:
+                merged.append([a, b])
+        bounds = np.array(merged, dtype=np.int64).reshape(-1)  # (2R,) s0, e0, s1, e1, ...
+        days = np.asarray(days, dtype=np.int64)
+        inside = np.searchsorted(bounds, days, side="right") % 2 == 1  # (N,)
+        return inside & (days >= 0)
 
     def intersect(self, other: DateFilter) -> DateFilter:
         pieces = [p for a in self.ranges for b in other.ranges if (p := a.intersect(b)) is not None]
