@@ -7,6 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 import albumen.vision.text_embedding as text_embedding
+from albumen.cli import search as cli_search
 from albumen.cli.main import build_app
 from albumen.library.store import Store
 
@@ -16,6 +17,7 @@ from .conftest import build_store
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(text_embedding, "TextEmbedder", text_embedding.FakeTextEmbedder)
+    monkeypatch.setattr(cli_search, "_gazetteer", lambda: None)  # names only: the real table takes ~1 s to load
     monkeypatch.setenv("ALBUMEN_CONFIG", str(tmp_path / "none.toml"))
     with Store.open(tmp_path / "library.sqlite3") as store:
         build_store(store=store)

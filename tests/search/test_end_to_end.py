@@ -19,6 +19,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import albumen.vision.text_embedding as text_embedding
+from albumen.cli import search as cli_search
+from albumen.cli.main import build_app
 from albumen.library.indexer import IndexSettings, index_paths
 from albumen.library.sample.exif import ExifFields, build_exif
 from albumen.library.store import Store
@@ -124,6 +126,7 @@ def indexed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             assert person.example_path is not None
             name_person(store, person.person_id, "Anna Berg" if "p1_" in person.example_path else "Tom Smith")
     monkeypatch.setattr(text_embedding, "TextEmbedder", text_embedding.FakeTextEmbedder)
+    monkeypatch.setattr(cli_search, "_gazetteer", lambda: GeoNamesGeocoder(TOY_GEONAMES))
     monkeypatch.setenv("ALBUMEN_CONFIG", str(tmp_path / "none.toml"))
     return data
 
@@ -152,8 +155,11 @@ def test_people_places_dates_and_ranking_through_the_store(indexed: Path) -> Non
 
 
 def test_cli_search_json_on_the_analyzed_library(indexed: Path) -> None:
-    res = CliRunner().invoke(__import__("albumen.cli.main", fromlist=["build_app"]).build_app(),
-                             ["--data-dir", str(indexed), "search", "dog", "--person", "tom", "--json"])
+    app = build_app()
+    res = CliRunner().invoke(app, ["--data-dir", str(indexed), "search", "dog", "--person", "tom", "--json"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert [Path(d["path"]).name for d in data] == ["p2_dog_park.jpg"] and set(data[0]) == {"path", "score"}
+    res = CliRunner().invoke(app, ["--data-dir", str(indexed), "search", "beach", "--place", "sydney", "--json"])
+    assert res.exit_code == 0, res.output
+    assert [Path(d["path"]).name for d in json.loads(res.stdout)] == ["p1_dog_beach_sand.jpg"]
