@@ -1,9 +1,9 @@
 """Export a (quantized) causal LM to ONNX and decode it greedily with onnxruntime.
 
-The exported graph is the whole-sequence forward ``input_ids (1, T) -> logits (1, T, V)`` with T dynamic, exported
-(``torch.export`` + onnxscript) through the dequant path of every quantized module (``reference_kernels``): the int8 / packed int4 codes and the
-LUTs are stored as integer initializers and dequantized inside the graph, so the file stays compressed and any
-ONNX runtime can run it. Constant folding is off for the same reason. This module knows the export and the ORT
+The exported graph is the whole-sequence forward ``input_ids (1, T) -> logits (1, T, V)`` for a fixed window T,
+exported (``torch.export`` + onnxscript) through the dequant path of every quantized module (``reference_kernels``):
+the int8 / packed int4 codes and the LUTs are stored as integer initializers and dequantized inside the graph, so
+the file stays compressed and any ONNX runtime can run it. Constant folding is off for the same reason. This module knows the export and the ORT
 session; it knows nothing about the quantization math.
 """
 
@@ -42,12 +42,14 @@ def _export(wrapper: nn.Module, example: Tensor, dynamic: bool, max_len: int) ->
     )
 
 
-def export_onnx(model: nn.Module, path: str | Path, window: int = 128) -> Path:
+def export_onnx(model: nn.Module, path: str | Path, window: int = 128, dynamic: bool = False) -> Path:
     """Write ``model`` (engine ``Transformer`` or any ``ids -> logits`` module) to ``path`` as ONNX.
 
-    KV caches are dropped first (``clear_caches``) so the graph is the plain causal forward. The sequence axis is
-    dynamic (up to ``window``) when ``torch.export`` can trace the model so; otherwise the graph takes exactly
-    ``window`` tokens (see ``OnnxLM``).
+    KV caches are dropped first (``clear_caches``) so the graph is the plain causal forward. By default the graph
+    takes exactly ``window`` tokens (``OnnxLM`` right-pads; the model is causal, so padding leaves the logits of
+    the real positions unchanged). ``dynamic=True`` tries a dynamic sequence axis (up to ``window``) first; the
+    engine's attention passes ``is_causal=T > 1`` to SDPA, which ``torch.export`` cannot trace symbolically, so
+    for the engine's model that attempt fails and costs a few seconds before the fixed-window export.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,11 +58,13 @@ def export_onnx(model: nn.Module, path: str | Path, window: int = 128) -> Path:
     wrapper = _WholeSequence(model).eval()
     with reference_kernels(model), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            program = _export(wrapper, torch.zeros(1, 8, dtype=torch.long), dynamic=True, max_len=window)
-        except Exception:  # noqa: BLE001 - torch.export rejects data-dependent Python control flow in the model
-            # Fall back to a fixed window: the model is causal, so right padding leaves earlier logits unchanged
-            # and ``OnnxLM`` pads the prompt to the window and reads the logits of the last real position.
+        program = None
+        if dynamic:
+            try:
+                program = _export(wrapper, torch.zeros(1, 8, dtype=torch.long), dynamic=True, max_len=window)
+            except Exception:  # noqa: BLE001 - torch.export rejects data-dependent Python control flow in the model
+                program = None
+        if program is None:
             program = _export(wrapper, torch.zeros(1, window, dtype=torch.long), dynamic=False, max_len=window)
         _strip_debug_metadata(program)
         program.save(str(path))
