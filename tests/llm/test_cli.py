@@ -70,9 +70,9 @@ def test_quantized_checkpoint_folder_is_accepted(tmp_path: Path, folder: Path) -
     from albumen.llm.quant.checkpoint import copy_model_files, save_quantized
 
     model, tok = load_model(folder)
-    quantize_model(model, QuantConfig.from_scheme("int8"))
+    quantize_model(model, QuantConfig.from_scheme("int4-g32"))
     qfolder = tmp_path / "q"
-    save_quantized(model, qfolder, QuantConfig.from_scheme("int8"), model.args.to_hf_config())
+    save_quantized(model, qfolder, QuantConfig.from_scheme("int4-g32"), model.args.to_hf_config())
     copy_model_files(folder, qfolder)
     expected = generate(model, tok, "abc", SamplingConfig(max_new_tokens=8), chat=False).text
     res = _run(tmp_path, "generate", "--model", str(qfolder), "--max-tokens", "8", "--raw", "abc")
@@ -105,7 +105,7 @@ def test_chat_reset_forgets(tmp_path: Path, folder: Path) -> None:
 
 def test_bench_reports_positive_rates(tmp_path: Path, folder: Path) -> None:
     res = _run(tmp_path, "bench", "--model", str(folder), "--prompt-tokens", "16", "--new-tokens", "8",
-               "--repeats", "2", "--json")
+               "--repeats", "2", "--threads", "1", "--json")
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["prompt_tokens"] == 16 and out["new_tokens"] == 8
@@ -120,6 +120,7 @@ def test_bench_reports_positive_rates(tmp_path: Path, folder: Path) -> None:
         (("generate", "--dtype", "fp8", "x"), "unsupported dtype"),
         (("generate", "--temperature", "-1", "x"), "temperature"),
         (("bench", "--new-tokens", "1"), "--new-tokens"),
+        (("bench", "--threads", "0"), "--threads"),
     ],
 )
 def test_errors_are_clear(tmp_path: Path, args: tuple[str, ...], message: str) -> None:

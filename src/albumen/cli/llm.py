@@ -29,10 +29,21 @@ class LoadedModel:
     load_s: float
 
 
-def load_for_cli(ctx: typer.Context, model: Optional[str], dtype: Optional[str]) -> LoadedModel:
-    """Resolve ``--model``/``--dtype`` against the config and load, turning every load error into a clear exit."""
+def load_for_cli(ctx: typer.Context, model: Optional[str], dtype: Optional[str],
+                 threads: Optional[int] = None) -> LoadedModel:
+    """Resolve ``--model``/``--dtype`` against the config and load, turning every load error into a clear exit.
+
+    ``threads`` sets torch's thread count for the rest of the command (None: torch's default, all cores).
+    """
+    import torch
+
     from albumen.llm.loading import load_model, parse_dtype
     from albumen.llm.presets import PresetError
+
+    if threads is not None:
+        if threads < 1:
+            fail("--threads must be >= 1")
+        torch.set_num_threads(threads)
 
     c: Context = ctx.obj or Context()
     cfg = c.config()
@@ -125,6 +136,8 @@ def register(app: typer.Typer) -> None:
         dtype: Optional[str] = typer.Option(None, "--dtype", help="fp32 or bf16."),
         chat: bool = typer.Option(True, "--chat/--raw", help="Wrap the prompt in the model's chat template."),
         stats: bool = typer.Option(False, "--stats", help="Print tokens/s and time to first token on stderr."),
+        threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores; 1 is "
+                                                                         "faster on a busy machine)."),
         speculative: Optional[str] = typer.Option(
             None, "--speculative", help="Lossless speculative decoding with a drafter: model:NAME, lookup or head."),
     ) -> None:
@@ -137,7 +150,7 @@ def register(app: typer.Typer) -> None:
                                   repetition_penalty=repetition_penalty, max_new_tokens=max_tokens, seed=seed,
                                   stop=tuple(stop))
         schema = _read_schema(json_schema) if json_schema else None
-        lm = load_for_cli(ctx, model, dtype)
+        lm = load_for_cli(ctx, model, dtype, threads)
         if speculative is not None:
             if schema is not None:
                 fail("--speculative cannot be combined with --json-schema")
@@ -172,12 +185,14 @@ def register(app: typer.Typer) -> None:
         seed: Optional[int] = typer.Option(None, "--seed"),
         dtype: Optional[str] = typer.Option(None, "--dtype", help="fp32 or bf16."),
         stats: bool = typer.Option(False, "--stats", help="Print tokens/s after each reply on stderr."),
+        threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores; 1 is "
+                                                                         "faster on a busy machine)."),
     ) -> None:
         """Chat on stdin/stdout with the model's chat template; /reset forgets, /exit (or end of input) quits."""
         from albumen.llm.generate import GenerationResult, stream
 
         cfg = sampling_from_flags(ctx, temperature=temperature, max_new_tokens=max_tokens, seed=seed)
-        lm = load_for_cli(ctx, model, dtype)
+        lm = load_for_cli(ctx, model, dtype, threads)
         base = [{"role": "system", "content": system}] if system else []
         history: list[dict[str, str]] = list(base)
         interactive = sys.stdin.isatty()
@@ -215,13 +230,15 @@ def register(app: typer.Typer) -> None:
         new_tokens: int = typer.Option(64, "--new-tokens", help="Tokens to decode (greedy, EOS ignored)."),
         repeats: int = typer.Option(3, "--repeats", help="Runs; the median is reported."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+        threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores; 1 is "
+                                                                         "faster on a busy machine)."),
     ) -> None:
         """Measure prefill and decode tokens/s (batch 1, greedy)."""
         from albumen.llm.bench import measure
 
         if prompt_tokens < 1 or new_tokens < 2 or repeats < 1:
             fail("--prompt-tokens >= 1, --new-tokens >= 2 and --repeats >= 1 are required")
-        lm = load_for_cli(ctx, model, dtype)
+        lm = load_for_cli(ctx, model, dtype, threads)
         try:
             res = measure(lm.model, lm.tokenizer, prompt_tokens, new_tokens, repeats)
         except ValueError as exc:

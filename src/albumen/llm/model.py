@@ -153,10 +153,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = x.dtype
-        h = x.float()
-        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * h.to(dtype)
+        # One fused kernel instead of five small ones (decode runs this 2 x n_layers times per token).
+        h = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps)
+        return self.weight * h.to(x.dtype)
 
 
 def rope_cos_sin(
@@ -285,6 +284,7 @@ class Transformer(nn.Module):
         self.tie_weights()
         self.max_batch_size = -1
         self.max_seq_len = -1
+        self._rope: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @torch.no_grad()
     def init_weights(self, seed: int = 0, std: float = 0.02) -> Transformer:
@@ -318,12 +318,16 @@ class Transformer(nn.Module):
             cache = KVCache(max_batch_size, max_seq_len, self.args.n_kv_heads, self.args.head_dim, dtype)
             layer.self_attn.kv_cache = cache.to(device)
         self.max_batch_size, self.max_seq_len = max_batch_size, max_seq_len
+        # RoPE tables for every cache position, so a decode step indexes instead of recomputing them.
+        positions = torch.arange(max_seq_len, device=device)
+        self._rope = rope_cos_sin(positions, self.args.head_dim, self.args.rope_theta, dtype)  # 2 x (S, hd)
 
     def clear_caches(self) -> None:
         """Drop the KV caches: the model goes back to the plain (training) forward."""
         for layer in self.model.layers:
             layer.self_attn.kv_cache = None
         self.max_batch_size = self.max_seq_len = -1
+        self._rope = None
 
     @property
     def has_caches(self) -> bool:
@@ -353,8 +357,11 @@ class Transformer(nn.Module):
             if seqlen > 1:  # a block of queries: each sees cached keys up to its own position
                 key_pos = torch.arange(kv_len, device=input_ids.device)
                 mask = key_pos[None, :] <= input_pos[:, None]  # (T, S)
-        positions = input_pos if input_pos is not None else torch.arange(seqlen, device=input_ids.device)
-        cos, sin = rope_cos_sin(positions, self.args.head_dim, self.args.rope_theta, x.dtype)  # (T, hd)
+        if self._rope is not None and input_pos is not None and self._rope[0].dtype == x.dtype:
+            cos, sin = self._rope[0][input_pos], self._rope[1][input_pos]  # (T, hd)
+        else:
+            positions = input_pos if input_pos is not None else torch.arange(seqlen, device=input_ids.device)
+            cos, sin = rope_cos_sin(positions, self.args.head_dim, self.args.rope_theta, x.dtype)  # (T, hd)
         for layer in self.model.layers:
             x = layer(x, cos, sin, input_pos, mask, kv_len)
         if last_only:  # prefill needs only the last position: skip the head's (T-1) x V product
