@@ -1,6 +1,6 @@
 """LoRA training step: Albumen's engine + adapters vs transformers + HF peft, same model, config and batch, one run.
 
-    flock /tmp/albumen-heavy.lock .venv/bin/python benchmarks/lora_train.py [--steps 6] [--batch 4] [--seq 256]
+    flock /tmp/albumen-heavy.lock .venv/bin/python benchmarks/lora_train.py [--steps 4] [--batch 2] [--seq 256]
 
 Both sides train SmolLM2-135M (fp32, the same weights from the converted cache folder) with LoRA r=8, alpha=16 on all
 seven linear projections of every layer, AdamW, on the same seeded random batch: one step = forward, loss,
@@ -148,11 +148,14 @@ def switch_times(reg: Any, model: Any) -> dict[str, float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=6, help="timed steps per side (after one warm-up step each)")
-    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--steps", type=int, default=4, help="timed steps per side (after one warm-up step each)")
+    p.add_argument("--batch", type=int, default=2)
     p.add_argument("--seq", type=int, default=256)
     p.add_argument("--memory-child", choices=["albumen", "peft"], default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
+    from albumen.llm.train.threads import pick_threads
+
+    pick_threads()  # the same count for both sides (and for the memory subprocesses, each probing again)
     if a.memory_child:
         memory_child(a.memory_child, max(2, a.steps // 2), a.batch, a.seq)
         return

@@ -118,3 +118,19 @@ def test_time_boxed_chunks_equal_one_run(tmp_path):
     res, got = chunk(tmp_path / "chunks", 1e-9)
     assert res.steps == 3
     assert all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_head_on_labelled_positions_only_equals_full_logits():
+    from albumen.llm.testing import tiny_model
+    from albumen.llm.train.sft import model_loss
+
+    model = tiny_model()
+    ids = torch.randint(0, 260, (2, 12), generator=torch.Generator().manual_seed(0))
+    labels = ids.clone()
+    labels[:, :7] = IGNORE
+    labels[1, 10:] = IGNORE
+    want, n_want = causal_lm_loss(model(ids), labels)
+    got, n = model_loss(model, ids, labels)
+    assert n == n_want == 5 + 3
+    torch.testing.assert_close(got, want)
+    assert isinstance(model.lm_head, torch.nn.Linear)  # the head is put back

@@ -27,7 +27,9 @@ from torch import nn
 from albumen.llm.adapters.registry import AdapterRegistry, trainable_parameters
 from albumen.llm.train.data import IGNORE, Example, make_batches, pack_examples
 
-__all__ = ["SFTConfig", "SFTResult", "causal_lm_loss", "cosine_lr", "evaluate", "latest_checkpoint", "train_sft"]
+__all__ = [
+    "SFTConfig", "SFTResult", "causal_lm_loss", "cosine_lr", "evaluate", "latest_checkpoint", "model_loss", "train_sft",
+]
 
 STATE_FILE = "trainer_state.pt"
 
@@ -87,6 +89,32 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Te
     return loss, int((shift_labels != IGNORE).sum())
 
 
+def model_loss(model: nn.Module, ids: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``causal_lm_loss`` of ``model`` on (ids, labels) (B, T); for Albumen's ``Transformer`` the LM head runs only
+    on the labelled positions.
+
+    In SFT most positions are prompt (label IGNORE), and the head (V x D) is the largest matmul of a small model: we
+    take the final normed hidden states (the head swapped for an identity for one call), keep the N positions that
+    have a next-token label and score only those, (N, D) -> (N, V). Same numbers as the full logits, less time and
+    memory. Other models (transformers) go through their full logits.
+    """
+    from albumen.llm.model import Transformer
+
+    if not isinstance(model, Transformer):
+        return causal_lm_loss(_logits(model(ids)), labels)
+    head = model.lm_head
+    model.lm_head = nn.Identity()
+    try:
+        hidden = model(ids)  # (B, T, D), already through the final norm
+    finally:
+        model.lm_head = head
+    targets = F.pad(labels[:, 1:], (0, 1), value=IGNORE)  # (B, T): position t predicts token t + 1
+    keep = targets != IGNORE
+    logits = head(hidden[keep])  # (N, V)
+    loss = F.cross_entropy(logits.float(), targets[keep], reduction="sum")
+    return loss, int(keep.sum())
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, rows: Sequence[Example], batch_size: int, pad_id: int) -> float:
     """Mean loss per assistant token over ``rows``."""
@@ -94,7 +122,7 @@ def evaluate(model: nn.Module, rows: Sequence[Example], batch_size: int, pad_id:
     model.eval()
     total, count = 0.0, 0
     for ids, labels in make_batches(rows, batch_size, pad_id, seed=0, epoch=0, shuffle=False):
-        loss, n = causal_lm_loss(_logits(model(ids)), labels)
+        loss, n = model_loss(model, ids, labels)
         total, count = total + float(loss), count + n
     model.train(was_training)
     return total / max(count, 1)
@@ -179,7 +207,7 @@ def train_sft(
                                   count=config.grad_accum))
         n_tokens = sum(int((lb[:, 1:] != IGNORE).sum()) for _, lb in group)
         for ids, labels in group:
-            loss_sum, _ = causal_lm_loss(_logits(model(ids)), labels)
+            loss_sum, _ = model_loss(model, ids, labels)
             (loss_sum / max(n_tokens, 1)).backward()  # normalised over the whole accumulated batch
             win_loss += float(loss_sum.detach())
         win_tokens += n_tokens
