@@ -160,3 +160,13 @@ def test_one_bad_file_does_not_stop_a_batch(photo: Path, tmp_path: Path) -> None
             errors.append(type(exc).__name__)
     assert errors == ["PortraitFileError", "NoSubjectFound"] and len(done) == 1
     assert (tmp_path / "out2.jpg").exists() and not (tmp_path / "out1.jpg").exists()
+
+
+def test_heic_input_keeps_its_exif(tmp_path: Path, mode: PortraitMode) -> None:
+    pillow_heif = pytest.importorskip("pillow_heif")
+    pillow_heif.register_heif_opener()
+    src = tmp_path / "IMG_0002.heic"
+    Image.fromarray(make_scene()).save(src, exif=_exif(), quality=90)
+    out = tmp_path / "IMG_0002_portrait.jpg"
+    mode.process_file(src, out)
+    assert piexif.load(str(out))["GPS"][piexif.GPSIFD.GPSLatitude] == ((48, 1), (51, 1), (24, 1))

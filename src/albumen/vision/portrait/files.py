@@ -62,6 +62,12 @@ def read_photo(path: Path | str) -> Photo:
     """Decode ``path`` read-only to upright RGB, keeping its EXIF and ICC profile."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    try:  # HEIC/HEIF/AVIF from phones, through pillow-heif when it is installed
+        from albumen.library.extract import register_formats
+
+        register_formats()
+    except ImportError:
+        pass
     path = Path(path)
     if path.is_dir():
         raise PortraitFileError(f"{path}: is a folder, not a photo")
