@@ -48,10 +48,11 @@ def batch(vocab: int, b: int, t: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def albumen_side(folder: Path) -> tuple[Any, Any, Any]:
-    """(model, step function, registry): our Transformer + AdapterRegistry + our causal loss."""
+    """(model, step function, registry): our Transformer + AdapterRegistry + the trainer's loss (``model_loss``: the
+    LM head runs on the labelled positions only)."""
     from albumen.llm.adapters.config import AdapterConfig
     from albumen.llm.adapters.registry import AdapterRegistry, trainable_parameters
-    from albumen.llm.train.sft import causal_lm_loss
+    from albumen.llm.train.sft import model_loss
     from albumen.llm.weights.safetensors_io import load_folder
 
     model = load_folder(folder, torch.float32)
@@ -64,7 +65,7 @@ def albumen_side(folder: Path) -> tuple[Any, Any, Any]:
     model.train()
 
     def step(ids: torch.Tensor, labels: torch.Tensor) -> float:
-        loss_sum, n = causal_lm_loss(model(ids), labels)
+        loss_sum, n = model_loss(model, ids, labels)
         loss = loss_sum / n
         loss.backward()
         opt.step()
@@ -167,9 +168,9 @@ def main() -> None:
     with torch.no_grad():  # same weights, same adapter init (B = 0): the first losses must agree
         ours.eval()
         theirs.eval()
-        from albumen.llm.train.sft import causal_lm_loss
+        from albumen.llm.train.sft import model_loss
 
-        ls, n = causal_lm_loss(ours(ids), labels)
+        ls, n = model_loss(ours, ids, labels)
         loss_gap = abs(float(ls / n) - float(theirs(input_ids=ids, labels=labels).loss))
         ours.train()
         theirs.train()
