@@ -141,3 +141,10 @@ def test_worker_pool_matches_in_process_and_survives_a_crashing_photo(tmp_path: 
     for name in ("tags", "faces"):
         ok = {k: v for k, v in single.get_analyses(name).items() if k != 3}
         assert {k: v for k, v in pooled.get_analyses(name).items() if k != 3} == ok
+
+
+def test_workers_that_cannot_start_stop_the_run_with_a_clear_error(library: Store) -> None:
+    s = settings("tags", "unstartable", workers=2, batch=2)
+    with pytest.raises(RuntimeError, match="died .* times in a row.*--workers 1"):
+        analyze_library(library, None, settings=s, factory=fakes.fake_factory)
+    assert library.get_analyses("unstartable") == {}

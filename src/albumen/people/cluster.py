@@ -46,27 +46,26 @@ def assign_incremental(
         ``(labels, centroids, counts)``: labels (N,) index the returned centroids (K' >= K, new clusters appended).
     """
     emb = np.asarray(embeddings, dtype=np.float64).reshape(len(embeddings), -1)  # (N, D)
-    d = emb.shape[1] if emb.size else np.asarray(centroids).reshape(len(centroids), -1).shape[1]
-    cents = [c for c in np.asarray(centroids, dtype=np.float64).reshape(-1, d)]  # K x (D,)
-    cnts = [int(c) for c in np.asarray(counts).reshape(-1)]
+    old = np.asarray(centroids, dtype=np.float64)
+    d = emb.shape[1] if emb.size else (old.shape[1] if old.ndim == 2 else 128)
+    k = len(old)
+    cents = np.zeros((k + len(emb), d))  # (K + N, D): room for every face opening a cluster
+    cents[:k] = old.reshape(k, d)
+    cnts = np.zeros(k + len(emb), dtype=np.int64)
+    cnts[:k] = np.asarray(counts, dtype=np.int64).reshape(-1)
     labels = np.empty(len(emb), dtype=np.int64)
     for i, x in enumerate(emb):
-        best, best_d = -1, np.inf
-        if cents:
-            dist = np.linalg.norm(np.stack(cents) - x, axis=1)  # (K,)
-            best = int(dist.argmin())
-            best_d = float(dist[best])
-        if best_d < threshold:
+        dist = np.linalg.norm(cents[:k] - x, axis=1)  # (K,)
+        best = int(dist.argmin()) if k else -1
+        if k and dist[best] < threshold:
             # running mean: the centroid follows the cluster as it grows
             cnts[best] += 1
-            cents[best] = cents[best] + (x - cents[best]) / cnts[best]
+            cents[best] += (x - cents[best]) / cnts[best]
             labels[i] = best
         else:
-            cents.append(x.copy())
-            cnts.append(1)
-            labels[i] = len(cents) - 1
-    out_c = np.stack(cents).astype(np.float32) if cents else np.zeros((0, d), dtype=np.float32)
-    return labels, out_c, np.asarray(cnts, dtype=np.int64)
+            cents[k], cnts[k], labels[i] = x, 1, k
+            k += 1
+    return labels, cents[:k].astype(np.float32), cnts[:k]
 
 
 def cluster_faces(embeddings: np.ndarray, threshold: float = 0.5, linkage: str = "average") -> np.ndarray:

@@ -7,7 +7,8 @@
 - ``FakeContextAnalyzer`` ("embeddings"): needs "faces" and records how many faces its context showed;
 - ``RaisingAnalyzer`` ("raising"): raises on photos whose name contains "boom";
 - ``CrashingAnalyzer`` ("crashing"): kills its process on photos whose name contains "crash" (worker pools only!);
-- ``BrokenModelAnalyzer`` ("broken"): its model never loads.
+- ``BrokenModelAnalyzer`` ("broken"): its model never loads;
+- ``UnstartableAnalyzer`` ("unstartable"): kills any worker process that builds it (a pool that can never run).
 
 ``fake_factory`` builds them by name, like ``albumen.vision.pipeline.build_analyzers`` builds the real ones.
 """
@@ -31,6 +32,7 @@ __all__ = [
     "FakeContextAnalyzer",
     "FakeFaceAnalyzer",
     "RaisingAnalyzer",
+    "UnstartableAnalyzer",
     "fake_face_vector",
     "fake_factory",
 ]
@@ -128,9 +130,26 @@ class BrokenModelAnalyzer(Analyzer):
         return []
 
 
+class UnstartableAnalyzer(Analyzer):
+    name = "unstartable"
+    model_id = "fake-unstartable"
+    version = "1"
+
+    def __init__(self) -> None:
+        super().__init__()
+        import multiprocessing
+
+        if multiprocessing.parent_process() is not None:
+            os._exit(4)
+
+    def _predict(self, batch: Sequence[PhotoInput]) -> list[Analysis]:  # pragma: no cover - never in a worker
+        return [Analysis(p.photo_id, {"ok": True}) for p in batch]
+
+
 _FAKES: dict[str, type[Analyzer]] = {
     "tags": FakeColorAnalyzer, "faces": FakeFaceAnalyzer, "embeddings": FakeContextAnalyzer,
     "raising": RaisingAnalyzer, "crashing": CrashingAnalyzer, "broken": BrokenModelAnalyzer,
+    "unstartable": UnstartableAnalyzer,
 }
 
 

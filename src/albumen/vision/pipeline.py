@@ -207,6 +207,7 @@ def _cpu_count() -> int:
 
 
 Job = tuple[list[PhotoInput], dict[int, tuple[str, ...]]]
+_MAX_CRASHES_IN_A_ROW = 3  # more means the workers cannot run at all, not that one photo is bad
 
 
 def _crashed(job: Job) -> BatchResult:
@@ -233,6 +234,8 @@ def _run_in_pool(factory: AnalyzerFactory, settings: PipelineSettings, workers: 
         return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(factory, settings))
 
     queue: list[tuple[Job, bool]] = [(j, False) for j in reversed(jobs)]  # a stack: (job, suspect)
+    crashes_in_a_row = 0  # workers that died with no job finishing in between
+    blamed: list[Job] = []  # photos that crashed a worker alone; stored once a later job proves the pool works
     pool = new_pool()
     try:
         running: dict[Future[BatchResult], tuple[Job, bool]] = {}
@@ -249,21 +252,34 @@ def _run_in_pool(factory: AnalyzerFactory, settings: PipelineSettings, workers: 
             for fut in done:
                 job, suspect = running.pop(fut)
                 try:
-                    yield job, fut.result()
+                    result = fut.result()
                 except BrokenProcessPool:
                     broken.append((job, suspect))
+                    continue
+                crashes_in_a_row = 0
+                for bad in blamed:
+                    yield bad, _crashed(bad)
+                blamed.clear()
+                yield job, result
             if not broken:
                 continue
+            crashes_in_a_row += 1
+            if crashes_in_a_row > _MAX_CRASHES_IN_A_ROW:
+                raise RuntimeError(
+                    f"analyzer worker processes died {crashes_in_a_row} times in a row without finishing a batch; "
+                    "they may not be able to start here (try `--workers 1`)")
             broken += list(running.values())  # everything in flight died with the pool
             running.clear()
             pool.shutdown(wait=False, cancel_futures=True)
             pool = new_pool()
             for job, suspect in broken:
                 if suspect:  # it ran alone, so it is the one
-                    yield job, _crashed(job)
+                    blamed.append(job)
                     continue
                 photos, wanted = job
                 queue += [(([p], {p.photo_id: wanted[p.photo_id]}), True) for p in reversed(photos)]
+        for bad in blamed:
+            yield bad, _crashed(bad)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
