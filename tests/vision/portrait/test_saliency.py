@@ -41,6 +41,7 @@ def test_focus_point_picks_the_object_under_it() -> None:
 
 
 def test_flat_and_noise_images_have_no_subject() -> None:
+    assert spectral_residual_saliency(np.full((120, 160, 3), 90, np.uint8)).max() == 0.0
     assert salient_subject(np.full((120, 160, 3), 128, np.uint8)) is None
     noise = (np.random.default_rng(0).random((120, 160, 3)) * 255).astype(np.uint8)
     assert salient_subject(noise) is None

@@ -19,6 +19,8 @@ def spectral_residual_saliency(rgb: np.ndarray, width: int = 64) -> np.ndarray:
     h, w = rgb.shape[:2]
     small_h = max(8, round(h * width / w))
     gray = cv2.cvtColor(cv2.resize(rgb, (width, small_h), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+    if float(gray.std()) < 1.0:  # flat: nothing stands out (and the residual would be rounding noise)
+        return np.zeros((h, w), dtype=np.float32)
     spec = np.fft.fft2(gray.astype(np.float64))  # (h', w')
     log_amp = np.log(np.abs(spec) + 1e-9)
     residual = log_amp - cv2.blur(log_amp, (3, 3), borderType=cv2.BORDER_REPLICATE)  # the spectral residual
@@ -26,7 +28,9 @@ def spectral_residual_saliency(rgb: np.ndarray, width: int = 64) -> np.ndarray:
     sal = cv2.GaussianBlur(sal.astype(np.float32), (0, 0), sigmaX=width / 24)
     sal = cv2.resize(sal, (w, h), interpolation=cv2.INTER_LINEAR)
     lo, hi = float(sal.min()), float(sal.max())
-    return (sal - lo) / (hi - lo) if hi > lo else np.zeros((h, w), dtype=np.float32)
+    if hi - lo <= 1e-6 * max(abs(hi), 1e-12):
+        return np.zeros((h, w), dtype=np.float32)
+    return (sal - lo) / (hi - lo)
 
 
 def salient_subject(
