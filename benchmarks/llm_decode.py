@@ -1,0 +1,255 @@
+"""Batch-1 greedy decoding: Albumen vs transformers ``generate()`` vs llama.cpp, and the memory-bandwidth roofline.
+
+    flock /tmp/albumen-heavy.lock .venv/bin/python benchmarks/llm_decode.py [--large] [--dtypes fp32,bf16]
+        [--new-tokens 128] [--repeats 3] [--json out.json]
+
+One run, one machine, the same prompt (the chat-templated ``BENCH_TEXT``), batch 1, greedy, ``--new-tokens`` new
+tokens with EOS ignored. Per model (SmolLM2-135M; with ``--large`` also Qwen2.5-1.5B) and dtype:
+
+- albumen: ``generate_tokens`` on the engine's model loaded from the converted cache;
+- transformers: ``AutoModelForCausalLM`` built from the same config and assigned *the same tensors* (no copy, so the
+  weights and dtype are identical and memory is not doubled), ``generate(do_sample=False, min_new_tokens=N)``;
+  time to first token is a separate ``max_new_tokens=1`` call;
+- llama.cpp (``llama-cpp-python``, if importable; ``make llama-cpp`` builds it): the same GGUF file, run in its own
+  quantized format (Q4_1 / Q4_K_M); a peer on the file, not on the dtype.
+
+Each engine runs with every ``--threads`` count (on a busy machine, one thread avoids OpenMP wake-up stalls in the
+many small per-layer ops; on an idle one, two threads read memory faster). Engines alternate within each repeat
+(A/B/C, C/B/A, ...) and medians are reported, so machine noise hits all alike; "vs HF" compares like threads.
+The roofline: read bandwidth measured in the same run (``torch.sum`` over 1 GiB) divided by the bytes one decode step
+must read (every weight once; the tied embedding once, as the head; plus the KV cache at the mean position).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from albumen.llm.bench import BENCH_TEXT, run_once
+from albumen.llm.loading import default_models_dir, load_model, parse_dtype, resolve_folder
+from albumen.llm.model import Transformer
+from albumen.llm.presets import resolve_preset
+
+Run = Callable[[], tuple[float, float]]  # one generation -> (ttft_s, decode tokens/s)
+
+
+@dataclass
+class Row:
+    model: str
+    dtype: str
+    engine: str
+    ttft: list[float] = field(default_factory=list)
+    tps: list[float] = field(default_factory=list)
+
+    @property
+    def median_tps(self) -> float:
+        return statistics.median(self.tps) if self.tps else 0.0
+
+    @property
+    def median_ttft(self) -> float:
+        return statistics.median(self.ttft) if self.ttft else 0.0
+
+
+def read_bandwidth_gbs(gib: float = 1.0, repeats: int = 5) -> float:
+    """Memory read bandwidth (GB/s): the median time of summing a tensor far larger than the caches."""
+    x = torch.ones(int(gib * (1 << 30)) // 4, dtype=torch.float32)
+    x.sum()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        x.sum()
+        times.append(time.perf_counter() - t)
+    return x.numel() * 4 / statistics.median(times) / 1e9
+
+
+def bytes_per_token(model: Transformer, mean_pos: int) -> int:
+    """Bytes one decode step reads: each distinct parameter once (a tied head counts once), plus the KV cache."""
+    seen: set[int] = set()
+    total = 0
+    for p in model.parameters():
+        if p.data_ptr() not in seen:
+            seen.add(p.data_ptr())
+            total += p.numel() * p.element_size()
+    a = model.args
+    elem = next(model.parameters()).element_size()
+    kv = 2 * a.n_layers * a.n_kv_heads * a.head_dim * mean_pos * elem
+    embed_rows = a.vocab_size * a.dim * elem
+    untied_embedding = 0 if a.tie_word_embeddings else embed_rows  # the lookup reads one row, not the table
+    return total - untied_embedding + kv
+
+
+def albumen_run(model: Transformer, ids: list[int], n: int) -> Run:
+    def run() -> tuple[float, float]:
+        s = run_once(model, ids, n)
+        return s.ttft_s, s.decode_tokens_per_s
+
+    return run
+
+
+def hf_model_sharing_weights(model: Transformer) -> Any:
+    """A transformers model whose parameters *are* the engine's tensors (same weights, same dtype, no copy)."""
+    import transformers
+
+    cfg_cls = transformers.Qwen2Config if model.args.arch == "qwen2" else transformers.LlamaConfig
+    cfg = cfg_cls(**model.args.to_hf_config())
+    dtype = next(model.parameters()).dtype
+    with torch.device("meta"):
+        hf = transformers.AutoModelForCausalLM.from_config(cfg, dtype=dtype)
+    hf.load_state_dict(model.state_dict(), strict=True, assign=True)
+    hf.model.rotary_emb = type(hf.model.rotary_emb)(config=hf.config)  # its inv_freq buffer is not in state_dict
+    hf.tie_weights()
+    left = [n for n, t in list(hf.named_parameters()) + list(hf.named_buffers()) if t.is_meta]
+    if left:
+        raise RuntimeError(f"transformers model has tensors left on the meta device: {left[:3]}")
+    return hf.eval()
+
+
+def hf_run(hf: Any, ids: list[int], n: int) -> Run:
+    prompt = torch.tensor([ids])
+    mask = torch.ones_like(prompt)
+
+    def gen(k: int) -> float:
+        t = time.perf_counter()
+        with torch.inference_mode():
+            out = hf.generate(prompt, attention_mask=mask, max_new_tokens=k, min_new_tokens=k, do_sample=False,
+                              pad_token_id=0)
+        assert out.shape[1] == len(ids) + k
+        return time.perf_counter() - t
+
+    def run() -> tuple[float, float]:
+        ttft = gen(1)
+        total = gen(n)
+        return ttft, (n - 1) / max(total - ttft, 1e-9)
+
+    return run
+
+
+def llama_cpp_run(gguf: Path, ids: list[int], n: int, threads: int) -> Run | None:
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        return None
+    llm = Llama(model_path=str(gguf), n_ctx=len(ids) + n + 16, n_threads=threads, n_threads_batch=threads,
+                n_batch=512, verbose=False)
+
+    def run() -> tuple[float, float]:
+        llm.reset()
+        t0 = time.perf_counter()
+        t1 = t0
+        count = 0
+        for _token in llm.generate(ids, temp=0.0, top_k=1, reset=True):  # EOS does not stop the raw generator
+            count += 1
+            if count == 1:
+                t1 = time.perf_counter()
+            if count == n:
+                break
+        return t1 - t0, (n - 1) / (time.perf_counter() - t1)
+
+    return run
+
+
+def with_threads(threads: int, run: Run) -> Run:
+    """``run`` with torch limited to ``threads`` threads (restored afterwards)."""
+
+    def limited() -> tuple[float, float]:
+        old = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return run()
+        finally:
+            torch.set_num_threads(old)
+
+    return limited
+
+
+def bench_model(name: str, dtypes: list[str], n: int, repeats: int, models_dir: Path, llama: bool,
+                hf: bool, thread_counts: list[int]) -> tuple[list[Row], dict[str, Any]]:
+    folder = resolve_folder(name, models_dir)
+    gguf = resolve_preset(name, models_dir)
+    rows: list[Row] = []
+    info: dict[str, Any] = {"model": name, "gguf": gguf.name}
+    for dtype in dtypes:
+        model, tok = load_model(folder, parse_dtype(dtype))
+        ids = tok.encode(tok.apply_chat_template([{"role": "user", "content": BENCH_TEXT}]))
+        hf_model = hf_model_sharing_weights(model) if hf else None
+        runs: dict[str, Run] = {}
+        for t in thread_counts:
+            runs[f"albumen/{t}t"] = with_threads(t, albumen_run(model, ids, n))
+            if hf_model is not None:
+                runs[f"transformers/{t}t"] = with_threads(t, hf_run(hf_model, ids, n))
+            if llama and dtype == dtypes[0]:
+                lr = llama_cpp_run(gguf, ids, n, t)
+                if lr is not None:
+                    runs[f"llama.cpp/{t}t"] = lr
+        table = {e: Row(name, dtype if not e.startswith("llama.cpp") else "gguf", e) for e in runs}
+        for run in runs.values():  # warm-up: first-touch page faults of mapped weights, allocator, threads
+            run()
+        for r in range(repeats):
+            order = list(runs) if r % 2 == 0 else list(reversed(runs))
+            for engine in order:
+                ttft, tps = runs[engine]()
+                table[engine].ttft.append(ttft)
+                table[engine].tps.append(tps)
+        rows += table.values()
+        info[f"bytes_per_token_{dtype}"] = bytes_per_token(model, len(ids) + n // 2)
+        info["prompt_tokens"] = len(ids)
+        del runs, model, hf_model
+    return rows, info
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--large", action="store_true", help="also Qwen2.5-1.5B (installs 1.1 GB of packages once)")
+    ap.add_argument("--models", default="", help="comma-separated presets instead of the defaults")
+    ap.add_argument("--dtypes", default="fp32,bf16")
+    ap.add_argument("--new-tokens", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", default=f"{torch.get_num_threads()},1",
+                    help="thread counts to run every engine with (default: all cores, then 1)")
+    ap.add_argument("--no-llama-cpp", action="store_true")
+    ap.add_argument("--no-transformers", action="store_true")
+    ap.add_argument("--models-dir", type=Path, default=None)
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    a = ap.parse_args(argv)
+    names = a.models.split(",") if a.models else ["smollm2-135m"] + (["qwen2.5-1.5b"] if a.large else [])
+    dtypes = a.dtypes.split(",")
+    models_dir = a.models_dir or default_models_dir()
+    bandwidth = read_bandwidth_gbs()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, read bandwidth {bandwidth:.1f} GB/s, "
+          f"{a.new_tokens} new tokens, median of {a.repeats}", flush=True)
+    report: dict[str, Any] = {"bandwidth_gbs": bandwidth, "new_tokens": a.new_tokens, "results": []}
+    for name in names:
+        rows, info = bench_model(name, dtypes, a.new_tokens, a.repeats, models_dir, not a.no_llama_cpp,
+                                 not a.no_transformers, [int(t) for t in a.threads.split(",")])
+        bandwidth = statistics.median([bandwidth, read_bandwidth_gbs()])  # re-measured next to each model
+        print(f"\n{name} (prompt {info['prompt_tokens']} tokens, GGUF {info['gguf']})")
+        print(f"{'engine/threads':17s} {'dtype':6s} {'decode tok/s':>12s} {'TTFT ms':>8s} {'vs HF':>6s} {'roofline':>9s} "
+              f"{'of roofline':>11s}")
+        for row in rows:
+            threads = row.engine.split("/")[1]
+            hf_row = next((r for r in rows if r.engine == f"transformers/{threads}" and r.dtype == row.dtype), None)
+            ratio = row.median_tps / hf_row.median_tps if hf_row and hf_row.median_tps else float("nan")
+            bpt = info.get(f"bytes_per_token_{row.dtype}")
+            roof = bandwidth * 1e9 / bpt if bpt else float("nan")
+            print(f"{row.engine:17s} {row.dtype:6s} {row.median_tps:12.1f} {row.median_ttft * 1000:8.0f} "
+                  f"{ratio:6.2f} {roof:9.1f} {row.median_tps / roof if bpt else float('nan'):11.0%}")
+            report["results"].append({"model": name, "engine": row.engine, "dtype": row.dtype,
+                                      "decode_tokens_per_s": row.median_tps, "ttft_s": row.median_ttft,
+                                      "vs_transformers": ratio, "roofline_tokens_per_s": roof,
+                                      "bytes_per_token": bpt, "runs_tps": row.tps, "runs_ttft": row.ttft})
+        sys.stdout.flush()
+    if a.json:
+        a.json.write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
