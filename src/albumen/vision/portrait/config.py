@@ -33,7 +33,7 @@ class PortraitConfig:
     faceless_confidence: float = 0.9  # mean probability a person blob with no face on it needs to count
     guided_radius: int = 4  # edge refinement window (working pixels)
     guided_eps: float = 1e-3  # edge refinement regulariser: smaller follows image edges more tightly
-    bloom_threshold: float = 0.6  # linear luminance where highlights start to bloom
+    bloom_threshold: float = 0.8  # linear luminance (sRGB ~0.9) where near-clipped highlights start to bloom
     bloom_gain: float = 4.0  # how much brighter a clipped highlight is treated before blurring
     strips: int = 7  # rectangles per bokeh disc
 
