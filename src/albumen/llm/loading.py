@@ -13,7 +13,7 @@ import torch
 from albumen.llm.model import Transformer
 from albumen.llm.presets import PRESETS, resolve_preset
 from albumen.llm.tokenizer import HFTokenizer
-from albumen.llm.weights.cache import cached_folder_for_gguf
+from albumen.llm.weights.cache import cached_dtype_variant, cached_folder_for_gguf
 from albumen.llm.weights.safetensors_io import load_folder
 
 __all__ = ["DTYPES", "default_models_dir", "load_model", "parse_dtype", "resolve_folder"]
@@ -66,10 +66,14 @@ def load_model(
     quantized modules in place; ``dtype`` then applies to the float parts (norms, biases, activations).
     """
     folder = resolve_folder(name_or_path, models_dir, install)
+    dtype = parse_dtype(dtype)
+    cache_root = (Path(models_dir) if models_dir else default_models_dir()) / "cache"
+    if dtype != torch.float32 and folder.parent == cache_root:  # converted GGUFs are fp32: keep a cast copy once
+        folder = cached_dtype_variant(folder, dtype)
     if (folder / "quantization.json").is_file():
         from albumen.llm.quant.checkpoint import load_quantized
 
-        model = load_quantized(folder, parse_dtype(dtype))
+        model = load_quantized(folder, dtype)
     else:
-        model = load_folder(folder, parse_dtype(dtype))
+        model = load_folder(folder, dtype)
     return model, HFTokenizer.from_folder(folder)

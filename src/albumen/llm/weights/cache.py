@@ -13,10 +13,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from albumen.llm.weights.gguf import read_gguf, write_tokenizer_files
-from albumen.llm.weights.safetensors_io import save_folder
+import torch
 
-__all__ = ["CACHE_VERSION", "cache_key", "cached_folder_for_gguf"]
+from albumen.llm.weights.gguf import read_gguf, write_tokenizer_files
+from albumen.llm.weights.safetensors_io import load_state_dict_mmap, save_folder, weight_files
+
+__all__ = ["CACHE_VERSION", "cache_key", "cached_dtype_variant", "cached_folder_for_gguf"]
 
 CACHE_VERSION = "1"
 
@@ -43,6 +45,43 @@ def cached_folder_for_gguf(gguf_path: str | Path, cache_root: str | Path) -> Pat
         state = dict(contents.tensors())
         save_folder(tmp, contents.args, state, metadata={"source": gguf_path.name, "cache_version": CACHE_VERSION})
         write_tokenizer_files(contents, tmp)
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process won the race: keep theirs
+            if not (target / "model.safetensors").is_file():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def cached_dtype_variant(folder: str | Path, dtype: torch.dtype) -> Path:
+    """A sibling cache folder ``<folder>-<dtype>`` holding ``folder``'s weights cast to ``dtype`` (made once).
+
+    Casting 135M parameters on every load costs seconds; a mapped file in the right dtype costs nothing.
+    Only for folders inside the cache (the engine owns them); other files are copied alongside.
+    """
+    import json
+
+    from albumen.llm.model import ModelArgs
+
+    folder = Path(folder)
+    name = str(dtype).removeprefix("torch.")
+    target = folder.with_name(f"{folder.name}-{name}")
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    state: dict[str, torch.Tensor] = {}
+    for path in weight_files(folder):
+        state.update(load_state_dict_mmap(path))
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    args = ModelArgs.from_hf_config(json.loads((folder / "config.json").read_text()))
+    tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=folder.parent))
+    try:
+        save_folder(tmp, args, state, metadata={"source": folder.name, "cache_version": CACHE_VERSION})
+        for p in folder.iterdir():
+            if p.is_file() and p.suffix != ".safetensors" and p.name not in ("config.json",):
+                shutil.copy2(p, tmp / p.name)
         try:
             os.rename(tmp, target)
         except OSError:  # another process won the race: keep theirs
