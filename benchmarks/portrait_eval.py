@@ -160,8 +160,10 @@ def evaluate_portrait(name: str, rgb: np.ndarray, photos: dict, seg: Any, faces:
     mp = rgb.shape[0] * rgb.shape[1] / 1e6
     row.update(ours_s=round(t_ours, 3), naive_s=round(t_naive, 3), ours_s_per_mp=round(t_ours / mp, 3))
 
-    f14 = render_portrait(rgb, cfg.replace(aperture=1.4), seg, faces).image
-    f8 = render_portrait(rgb, cfg.replace(aperture=8.0), seg, faces).image
+    sweep = {n: render_portrait(rgb, cfg.replace(aperture=n), seg, faces).image for n in (1.4, 2.8, 5.6, 8.0, 16.0)}
+    row["far_by_aperture"] = {f"f/{n:g}": round(detail(img, reg["far"]) / max(detail(rgb, reg["far"]), 1e-6), 3)
+                              for n, img in sweep.items()}
+    f14, f8 = sweep[1.4], sweep[8.0]
     matte = np.repeat((cv2.resize(res.matte, (rgb.shape[1], rgb.shape[0])) * 255).astype(np.uint8)[..., None], 3, 2)
     save(name, [label(rgb, "original"), label(naive, "naive gaussian"), label(res.image, "ours f/2.8"),
                 label(f14, "ours f/1.4"), label(f8, "ours f/8"), label(matte, "matte")])
@@ -228,6 +230,9 @@ def main() -> None:
     print("|" + "---|" * len(cols))
     for row in results["portraits"]:
         print("| " + " | ".join(str(row[c]) for c in cols) + " |")
+    print("\nbackground detail left, by aperture (lower = more blur):")
+    for row in results["portraits"]:
+        print(f"  {row['photo']}: {json.dumps(row['far_by_aperture'])}")
     print("\n12 MP:", json.dumps(results["twelve_mp"]))
     print("no person:", json.dumps(results["no_person"]))
     print(f"\nimages and results.json in {OUT}/")
