@@ -136,3 +136,18 @@ def test_palette_per_channel_scale_helps_rows_of_different_magnitude() -> None:
         errs[pcs] = float((mod.dequantize() - lin.weight.detach()).norm() / lin.weight.detach().norm())
         torch.testing.assert_close(mod.rows(torch.tensor([3, 30])), mod.dequantize()[[3, 30]])
     assert errs[True] < 0.8 * errs[False]
+
+
+def test_int8pack_takes_weights_at_any_address() -> None:
+    """Buffers mapped from a safetensors file sit at arbitrary offsets; the kernel needs aligned ones (it crashed)."""
+    from albumen.llm.quant import kernels
+
+    q = torch.randint(-127, 128, (64, 128), dtype=torch.int8, generator=torch.Generator().manual_seed(0))
+    raw = torch.zeros(q.numel() + 8, dtype=torch.int8)
+    shifted = raw[8:].view(64, 128)  # 8 bytes past an aligned allocation
+    shifted.copy_(q)
+    assert shifted.data_ptr() % 64
+    packed = kernels.pack_int8(shifted, torch.full((64,), 0.01), "int8pack")
+    assert packed is not None
+    x = torch.randn(1, 128)
+    torch.testing.assert_close(kernels.int8_linear(x, packed), x @ (q.float() * 0.01).t(), atol=0.05, rtol=0.02)

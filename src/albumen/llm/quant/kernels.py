@@ -120,7 +120,10 @@ def pack_int8(q: Tensor, scale: Tensor, kernel: str = "fbgemm") -> Int8Packed | 
     if kernel == "int8pack":
         if not hasattr(torch.ops.aten, "_weight_int8pack_mm"):
             return None
-        return Int8Packed("int8pack", (q.contiguous(), scale.float()), q.shape[0], q.numel() + 4 * q.shape[0])
+        q = q.contiguous()
+        if q.data_ptr() % 64:  # tensors mapped from a safetensors file can sit at any offset: the kernel crashes
+            q = q.clone()
+        return Int8Packed("int8pack", (q, scale.float()), q.shape[0], q.numel() + 4 * q.shape[0])
     raise ValueError(f"unknown int8 kernel {kernel!r}; expected 'fbgemm' or 'int8pack'")
 
 
