@@ -112,7 +112,8 @@ def label(img: np.ndarray, text: str, height: int = 360) -> np.ndarray:
 
 
 def save(name: str, panels: list[np.ndarray]) -> None:
-    cv2.imwrite(str(OUT / f"{name}.jpg"), cv2.cvtColor(np.hstack(panels), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    bgr = cv2.cvtColor(np.hstack(panels), cv2.COLOR_RGB2BGR)
+    cv2.imwrite(str(OUT / f"{name}.jpg"), bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])
 
 
 def timed(fn) -> tuple[Any, float]:
@@ -130,7 +131,9 @@ def ab_times(ours, naive, repeats: int) -> tuple[float, float]:
     return statistics.median(a), statistics.median(b)
 
 
-def evaluate_portrait(name: str, rgb: np.ndarray, photos: dict, seg: Any, faces: Any, cfg: PortraitConfig, repeats: int) -> dict:
+def evaluate_portrait(
+    name: str, rgb: np.ndarray, photos: dict, seg: Any, faces: Any, cfg: PortraitConfig, repeats: int
+) -> dict:
     res = render_portrait(rgb, cfg, seg, faces)
     scale = rgb.shape[0] / res.radius.shape[0]
     reach = res.info["radius_at_infinity_px"] * scale  # full-resolution pixels
@@ -156,7 +159,9 @@ def evaluate_portrait(name: str, rgb: np.ndarray, photos: dict, seg: Any, faces:
     row["ours_halo"] = round(float(np.abs(res_c.image.astype(np.float32) - ideal_ours)[ring].mean()), 2)
     row["naive_halo"] = round(float(np.abs(naive_c.astype(np.float32) - ideal_naive)[ring].mean()), 2)
 
-    t_ours, t_naive = ab_times(lambda: render_portrait(rgb, cfg, seg, faces), lambda: naive_portrait(rgb, seg, sigma, cfg.work_pixels), repeats)
+    t_ours, t_naive = ab_times(
+        lambda: render_portrait(rgb, cfg, seg, faces), lambda: naive_portrait(rgb, seg, sigma, cfg.work_pixels), repeats
+    )
     mp = rgb.shape[0] * rgb.shape[1] / 1e6
     row.update(ours_s=round(t_ours, 3), naive_s=round(t_naive, 3), ours_s_per_mp=round(t_ours / mp, 3))
 
@@ -176,7 +181,9 @@ def evaluate_12mp(photos: dict, seg: Any, faces: Any, cfg: PortraitConfig, repea
     big = cv2.resize(photos["astronaut"], (4000, 4000), interpolation=cv2.INTER_CUBIC)[500:3500]  # (3000, 4000, 3)
     res = render_portrait(big, cfg, seg, faces)  # warm-up (and the timings breakdown)
     sigma = res.info["radius_at_infinity_px"] * big.shape[0] / res.radius.shape[0] / 2
-    t_ours, t_naive = ab_times(lambda: render_portrait(big, cfg, seg, faces), lambda: naive_portrait(big, seg, sigma, cfg.work_pixels), repeats)
+    t_ours, t_naive = ab_times(
+        lambda: render_portrait(big, cfg, seg, faces), lambda: naive_portrait(big, seg, sigma, cfg.work_pixels), repeats
+    )
     steps = [render_portrait(big, cfg, seg, faces).info["timings_s"] for _ in range(repeats)]
     breakdown = {k: round(statistics.median(s[k] for s in steps), 3) for k in steps[0]}
     src, dst = OUT / "astronaut_12mp.jpg", OUT / "astronaut_12mp_portrait.jpg"

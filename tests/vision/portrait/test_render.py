@@ -37,7 +37,8 @@ def test_subject_stays_sharp_and_background_blurs(scene, fakes) -> None:
 
 def test_smaller_f_number_blurs_more(scene, fakes) -> None:
     _, outer = _inner_outer(*scene.shape[:2])
-    detail = [_detail(render_portrait(scene, PortraitConfig(aperture=n), *fakes).image, outer) for n in (1.4, 2.8, 5.6, 16.0)]
+    renders = [render_portrait(scene, PortraitConfig(aperture=n), *fakes).image for n in (1.4, 2.8, 5.6, 16.0)]
+    detail = [_detail(img, outer) for img in renders]
     assert detail == sorted(detail)  # less detail left = more blur, monotonic in the f-number
     assert detail[0] < detail[-1] * 0.8
 
@@ -72,12 +73,27 @@ def test_large_image_runs_at_working_size_and_keeps_full_resolution_edges() -> N
     assert _detail(out.image, inner) > 0.9 * _detail(big, inner)
 
 
-def test_no_subject_colour_halo_around_the_subject(scene, fakes) -> None:
-    out = render_portrait(scene, PortraitConfig(aperture=1.4), *fakes).image.astype(np.float32)
-    h, w = scene.shape[:2]
-    band = ellipse_mask(h, w, 0.5, 0.6, 0.22 * 1.25, 0.45 * 1.12) & ~ellipse_mask(h, w, 0.5, 0.6, 0.22 * 1.08, 0.45 * 1.04)
-    red_minus_blue = out[..., 0] - out[..., 2]  # subject is red-orange (+120), background blue (-120)
-    assert float(red_minus_blue[band].mean()) < -80  # the band next to the subject stays background-coloured
+def test_no_subject_colour_halo_around_the_subject(fakes) -> None:
+    """An orange subject on a blue background: the ring just outside it must stay blue (red - blue = -120)."""
+    h, w = 160, 200
+    img = np.empty((h, w, 3), np.float32)
+    img[...] = (40, 90, 160)
+    img += np.random.default_rng(0).normal(0, 8, (h, w, 1))
+    img[ellipse_mask(h, w, 0.5, 0.6, 0.22, 0.45)] = (210, 120, 60)
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    out = render_portrait(img, PortraitConfig(aperture=1.4), *fakes)
+    outer, inner = (ellipse_mask(h, w, 0.5, 0.6, 0.22 * k, 0.45 * k) for k in (1.12, 1.02))
+    ring = outer & ~inner
+
+    def red_minus_blue(x: np.ndarray) -> float:
+        return float((x[..., 0].astype(np.float32) - x[..., 2])[ring].mean())
+
+    # The naive way (Gaussian blur of the whole photo under the same mask) smears orange into the ring.
+    m = fakes[0].segment(img)[..., None]
+    naive = m * img + (1 - m) * cv2.GaussianBlur(img, (0, 0), out.info["radius_at_infinity_px"] / 2)
+    assert red_minus_blue(img) == pytest.approx(-120.0)
+    assert abs(red_minus_blue(out.image) + 120.0) < 3.0
+    assert red_minus_blue(naive) > -105.0  # the check above is one the naive method fails
 
 
 @pytest.mark.parametrize("bad", [np.zeros((10, 10, 3), np.uint8), np.zeros((50, 50), np.uint8), np.zeros((50, 50, 3))])

@@ -20,7 +20,14 @@ import numpy as np
 from albumen.vision.portrait.config import PortraitConfig
 from albumen.vision.portrait.subject import Subject
 
-__all__ = ["FACE_HEIGHT_M", "SENSOR_SHORT_MM", "blur_radius_map", "depth_map", "infinity_blur_radius", "subject_distance_m"]
+__all__ = [
+    "FACE_HEIGHT_M",
+    "SENSOR_SHORT_MM",
+    "blur_radius_map",
+    "depth_map",
+    "infinity_blur_radius",
+    "subject_distance_m",
+]
 
 FACE_HEIGHT_M = 0.2  # a face detector's box, brow to chin, on an adult
 SENSOR_SHORT_MM = 24.0  # full-frame sensor, short side

@@ -16,7 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["OUTPUT_FORMATS", "Photo", "PortraitFileError", "check_paths", "read_photo", "reset_orientation", "write_photo"]
+__all__ = [
+    "OUTPUT_FORMATS",
+    "Photo",
+    "PortraitFileError",
+    "check_paths",
+    "read_photo",
+    "reset_orientation",
+    "write_photo",
+]
 
 OUTPUT_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
 _ORIENTATION = 0x0112
