@@ -7,8 +7,7 @@ import torch
 
 from albumen.llm.adapters.config import AdapterConfig
 from albumen.llm.adapters.registry import AdapterRegistry
-from albumen.llm.quant import QuantConfig, quantize_model
-from albumen.llm.quant.kernels import fbgemm_int8_available
+from albumen.llm.quant import QuantConfig, quantize_model, quantized_modules
 from albumen.llm.sampling import SamplingConfig
 from albumen.llm.speculative.adaptive import SpeculativeConfig
 from albumen.llm.speculative.decode import SpeculativeStats, speculative_decode
@@ -24,6 +23,17 @@ CFG = SamplingConfig(max_new_tokens=32, ignore_eos=True)
 PROMPT = [10, 20, 30, 10, 20, 40, 50, 10, 20]
 
 
+def test_fbgemm_layers_are_switched_to_a_row_independent_kernel() -> None:
+    target = tiny_model(seed=2, dim=64)
+    quantize_model(target, QuantConfig.from_scheme("int8"))
+    for m in quantized_modules(target).values():
+        m.kernel = "fbgemm"
+    if not batch_dependent_layers(target):
+        pytest.skip("fbgemm int8 kernel not available")
+    assert batch_invariant_kernels(target)
+    assert batch_dependent_layers(target) == []
+
+
 def _drafters(target):
     torch.manual_seed(0)
     head = DraftHead(HeadConfig.for_target(target.args, "tiny", intermediate_size=32), torch.arange(260)).eval()
@@ -36,9 +46,8 @@ def _drafters(target):
 def test_greedy_identical_with_quantized_target(scheme: str) -> None:
     target = tiny_model(seed=2, dim=64)
     quantize_model(target, QuantConfig.from_scheme(scheme))
-    switched = batch_invariant_kernels(target)  # fbgemm's per-call activation scale would couple the block's rows
+    batch_invariant_kernels(target)  # fbgemm's per-call activation scale would couple the block's rows
     assert batch_dependent_layers(target) == []
-    assert switched or scheme == "int4-g32" or not fbgemm_int8_available()
     expected = plain_tokens(target, PROMPT, CFG)
     for name, drafter in _drafters(target).items():
         stats = SpeculativeStats()

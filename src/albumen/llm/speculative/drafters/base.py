@@ -24,7 +24,8 @@ class Draft:
     """Proposed tokens and the distributions they were drawn from.
 
     ``probs`` is (len(tokens), V) for a drafter that samples, or None for a deterministic one (each q_i is one-hot
-    at tokens[i]); V must equal the target's vocabulary.
+    at tokens[i]); V must equal the target's vocabulary. Under greedy decoding q is never read, so model drafters
+    draft by argmax and leave it None.
     """
 
     tokens: list[int]

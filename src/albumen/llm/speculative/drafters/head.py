@@ -207,11 +207,14 @@ class HeadDrafter:
         drafted: list[int] = []
         probs: list[torch.Tensor] = []
         for i in range(k):
-            q = logits_to_probs(self._logits(feat), cfg)  # (1, V)
-            token = int(q.argmax(-1)) if cfg.greedy else int(torch.multinomial(q, 1, generator=generator))
+            if cfg.greedy:  # greedy verification never reads q: skip the full-vocabulary distribution
+                token = int(self.head.vocab[int((feat @ self._lm.T).argmax(-1))])
+            else:
+                q = logits_to_probs(self._logits(feat), cfg)  # (1, V)
+                token = int(torch.multinomial(q, 1, generator=generator))
+                probs.append(q[0])
             drafted.append(token)
-            probs.append(q[0])
             if i + 1 < k:
                 p = torch.tensor([last + i])
                 feat = self.head(embed(torch.tensor([[token]])), feat[None], p)[:, -1]
-        return Draft(drafted, torch.stack(probs))
+        return Draft(drafted, torch.stack(probs) if probs else None)

@@ -80,11 +80,14 @@ class ModelDrafter:
         drafted: list[int] = []
         probs: list[torch.Tensor] = []
         for i in range(k):
-            q = logits_to_probs(logits, cfg)  # (1, V)
-            token = int(q.argmax(-1)) if cfg.greedy else int(torch.multinomial(q, 1, generator=generator))
+            if cfg.greedy:  # greedy verification never reads q
+                token = int(logits.argmax(-1))
+            else:
+                q = logits_to_probs(logits, cfg)  # (1, V)
+                token = int(torch.multinomial(q, 1, generator=generator))
+                probs.append(q[0])
             drafted.append(token)
-            probs.append(q[0])
             if i + 1 < k:
                 logits = self.model(torch.tensor([[token]]), torch.tensor([base + i]))[:, -1]
                 self._fed.append(token)
-        return Draft(drafted, torch.stack(probs))  # probs: (k, V)
+        return Draft(drafted, torch.stack(probs) if probs else None)  # probs: (k, V) when sampling
