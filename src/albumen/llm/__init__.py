@@ -1,14 +1,14 @@
 """The on-device LLM engine. Knows nothing about photos.
 
 Public entry points (imported lazily so that ``import albumen.llm`` stays cheap):
-``load_model``, ``ModelArgs``, ``Transformer``, ``SamplingConfig``, ``generate``, ``Tokenizer``.
+``load_model``, ``ModelArgs``, ``Transformer``, ``SamplingConfig``, ``generate``, ``generate_json``, ``Tokenizer``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ModelArgs", "SamplingConfig", "Tokenizer", "Transformer", "generate", "load_model"]
+__all__ = ["ModelArgs", "SamplingConfig", "Tokenizer", "Transformer", "generate", "generate_json", "load_model"]
 
 _EXPORTS = {
     "ModelArgs": "albumen.llm.model",
@@ -17,6 +17,7 @@ _EXPORTS = {
     "load_model": "albumen.llm.loading",
     "SamplingConfig": "albumen.llm.sampling",
     "generate": "albumen.llm.generate",
+    "generate_json": "albumen.llm.guided",
 }
 
 

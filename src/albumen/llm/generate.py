@@ -80,7 +80,7 @@ def decode_one_token(model: Transformer, token: torch.Tensor, pos: int) -> torch
 
 
 def _pick(
-    logits: torch.Tensor, cfg: SamplingConfig, gen: torch.Generator | None, seen: torch.Tensor,
+    logits: torch.Tensor, cfg: SamplingConfig, gen: torch.Generator | None, seen: torch.Tensor | None,
     constraint: Constraint | None,
 ) -> torch.Tensor:
     """Mask by the constraint (if any), then sample: (1, V) -> (1,)."""
@@ -127,8 +127,11 @@ def generate_tokens(
     eos = set() if cfg.ignore_eos else set(eos_ids)
     seen = list(prompt_ids)
 
+    penalize = cfg.repetition_penalty != 1.0
+
     def pick(logits: torch.Tensor) -> int:
-        token = int(_pick(logits, cfg, gen, torch.tensor([seen]), constraint)[0])
+        seen_ids = torch.tensor([seen]) if penalize else None
+        token = int(_pick(logits, cfg, gen, seen_ids, constraint)[0])
         seen.append(token)
         if constraint is not None:
             constraint.advance(token)
