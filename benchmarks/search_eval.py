@@ -170,6 +170,16 @@ def run_queries(store: Any, truth: dict[str, Any], paths: dict[int, set[str]], s
     return summarize(outcomes, negatives, skipped), rows, statistics.median(times) * 1000 if times else float("nan")
 
 
+def threshold_sweep(store: Any, truth: dict[str, Any], paths: dict[int, set[str]], settings: Any, embedder: Any,
+                    values: str) -> list[tuple[str, EvalReport]]:
+    """The same evaluation at other ``min_z`` values ("none": no threshold at all, so the ranking alone)."""
+    out = []
+    for value in [v.strip() for v in values.split(",") if v.strip()]:
+        swept = replace(settings, min_z=-1e9, min_score=-1.0) if value == "none" else replace(settings, min_z=float(value))
+        out.append((value, run_queries(store, truth, paths, swept, embedder)[0]))
+    return out
+
+
 def _pick(candidates: set[str], relevant: set[str]) -> str:
     """A photo's path for scoring: a relevant one if any of its files is (copies share a photo), else any."""
     hit = sorted(candidates & relevant)
@@ -196,6 +206,8 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="skip building and indexing when WORK/data exists")
     ap.add_argument("--min-z", type=float, default=None, help="override SearchSettings.min_z")
     ap.add_argument("--min-score", type=float, default=None, help="override SearchSettings.min_score")
+    ap.add_argument("--sweep-z", default="none,1.5,2,2.5,3,4",
+                    help="also score these min_z values (none = no threshold: the ranking alone); '' to skip")
     args = ap.parse_args()
 
     from albumen.library.store import Store
@@ -225,7 +237,11 @@ def main() -> None:
             people = people_step(store, truth, work / "library")
         print(f"people: {json.dumps(people)}")
         print(f"settings: min_score={settings.min_score} min_z={settings.min_z} limit={settings.limit}")
-        report, rows, median_ms = run_queries(store, truth, paths, settings)
+        from albumen.vision.text_embedding import TextEmbedder
+
+        embedder = TextEmbedder()
+        report, rows, median_ms = run_queries(store, truth, paths, settings, embedder)
+        sweep = threshold_sweep(store, truth, paths, settings, embedder, args.sweep_z)
     finally:
         store.close()
     if args.show:
@@ -240,9 +256,17 @@ def main() -> None:
           f"(mean results {report.negatives_mean_results:.1f})")
     print(f"median search latency (in-process, {len(rows)} queries): {median_ms:.1f} ms")
     print(f"recall@5 target 0.9: {'met' if report.metrics['all']['recall@5'] >= 0.9 else 'NOT met'}")
+    if sweep:
+        print("\nthreshold sweep (same vectors, same queries): min_z -> all queries / semantic only / negatives")
+        print(f"{'min_z':>6} {'recall@1':>9} {'recall@5':>9} {'mrr':>6} {'sem r@5':>8} {'neg empty':>10} {'neg mean':>9}")
+        for z, r in sweep:
+            a, sem = r.metrics["all"], r.metrics.get("semantic", {})
+            print(f"{z:>6} {a['recall@1']:>9.3f} {a['recall@5']:>9.3f} {a['mrr']:>6.3f} {sem.get('recall@5', 0):>8.3f} "
+                  f"{r.negatives_empty:>10.3f} {r.negatives_mean_results:>9.1f}")
     print(f"CLI check `albumen search \"a cat\" --json`: {cli_check(work, 'a cat')}")
     if args.json is not None:
         args.json.write_text(json.dumps({"report": asdict(report), "people": people, "rows": rows,
+                                         "sweep": [(z, asdict(r)) for z, r in sweep],
                                          "median_ms": median_ms, "analyzers": note}, indent=1, default=str))
 
 
