@@ -100,3 +100,13 @@ def test_cached_greedy_decode_matches_reference_path(scheme: str) -> None:
         ref = _greedy(model, [5, 9, 200, 31], 12)
     # the fast kernels round activations (bf16 / per-token int8): allow a late divergence, not an early one
     assert fast[:6] == ref[:6]
+
+
+def test_int4_group_that_does_not_divide_falls_back_to_a_smaller_group() -> None:
+    model = tiny_model(arch="qwen2", dim=96)  # 96 = 3 x 32: g128 and g64 cannot hold the rows, g32 can
+    result = quantize_model(model, QuantConfig.from_scheme("int4-g128"))
+    q = model.model.layers[0].self_attn.q_proj
+    assert isinstance(q, Int4Linear) and q.scheme.group_size == 32
+    assert result.fallbacks["model.layers.0.self_attn.q_proj"].startswith("int4-g128 -> int4-g32")
+    assert isinstance(model.model.layers[0].mlp.down_proj, Int4Linear)  # in_features 192 = 1.5 x 128 -> g64
+    assert model.model.layers[0].mlp.down_proj.scheme.group_size == 64

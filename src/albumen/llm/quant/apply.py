@@ -3,7 +3,8 @@
 Works on any model whose projections are ``nn.Linear`` modules reached by attribute (the engine's ``Transformer``,
 HF causal LMs). Tied embeddings (``lm_head.weight is embed_tokens.weight``) become one quantized table shared by the
 head and the lookup. A scheme that does not fit a layer's shape (in_features not a multiple of the group, out
-features not a multiple of the palette channel group) falls back to int8 for that layer, recorded in the result.
+features not a multiple of the palette channel group) falls back, recorded in the result: an int4 group to the
+largest smaller group that divides the rows (128 -> 64 -> 32), anything else to int8.
 This module knows names and shapes; it knows nothing about files or kernels.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from torch import nn
 
@@ -59,9 +60,18 @@ def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
 
 
 def _fitting(scheme: LayerScheme, name: str, out_f: int, in_f: int, result: QuantResult) -> LayerScheme:
+    """``scheme`` if it fits; an int4 group that does not divide in_features halves (down to 32) first; else int8."""
     why = fits(scheme, out_f, in_f)
     if why is None:
         return scheme
+    if scheme.kind == "int4":
+        group = scheme.group_size // 2
+        while group >= 32:
+            smaller = replace(scheme, group_size=group)
+            if fits(smaller, out_f, in_f) is None:
+                result.fallbacks[name] = f"{scheme.name} -> {smaller.name}: {why}"
+                return smaller
+            group //= 2
     result.fallbacks[name] = f"{scheme.name} -> int8: {why}"
     return _INT8
 
