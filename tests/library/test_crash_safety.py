@@ -88,13 +88,15 @@ def _runs(db: Path) -> tuple[int, bool] | None:
     try:
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.05)
         try:
-            row = conn.execute("SELECT COUNT(*), MAX(id), (SELECT finished_at IS NULL FROM index_runs"
+            if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'index_runs'").fetchone():
+                return 0, False  # killed before the first migration committed
+            row = conn.execute("SELECT COUNT(*), (SELECT finished_at IS NULL FROM index_runs"
                                " ORDER BY id DESC LIMIT 1) FROM index_runs").fetchone()
         finally:
             conn.close()
-    except sqlite3.Error:  # not created yet, or mid-migration
+    except sqlite3.Error:  # locked for a moment, or an empty file not yet a database
         return None
-    return int(row[0]), bool(row[2])
+    return int(row[0]), bool(row[1])
 
 
 def _kill_round(lib: Path, data: Path, rng: random.Random, span: float) -> tuple[str, float | None]:
@@ -105,7 +107,8 @@ def _kill_round(lib: Path, data: Path, rng: random.Random, span: float) -> tuple
     or opens and migrates the database. Returns (what happened, the run's measured span when it ended by itself).
     """
     db = data / "library.sqlite3"
-    before = (_runs(db) or (0, False))[0]
+    state = _runs(db)
+    before = state[0] if state else 0  # None: no database yet (or a file a kill left empty)
     proc = _start_index(lib, data)
     launched = time.monotonic()
     row_seen: float | None = None
