@@ -102,8 +102,9 @@ def _print_table(result: Any) -> None:
         console.print(f"no matching photos{cut} ({result.matched_filters} passed the filters)")
         return
     table = Table(show_header=True, header_style="bold")
-    for col in ("score", "date", "place", "people", "path"):
-        table.add_column(col, justify="right" if col == "score" else "left")
+    for col in ("score", "date", "place", "people"):
+        table.add_column(col, justify="right" if col == "score" else "left", no_wrap=True)
+    table.add_column("path", overflow="fold")  # a path is what a user copies: wrap it, never cut it
     for h in result.hits:
         table.add_row(f"{h.score:.3f}", str(h.day or ""), h.places[0] if h.places else "", ", ".join(h.people), h.path)
     console.print(table)
