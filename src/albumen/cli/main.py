@@ -50,6 +50,8 @@ app = build_app()
 
 def main() -> None:
     from albumen.privacy import install_network_guard
+    from albumen.quiet import quiet_third_party
 
     install_network_guard()
+    quiet_third_party()
     app()

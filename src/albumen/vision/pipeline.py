@@ -187,6 +187,9 @@ _WORKER_ANALYZERS: dict[str, Analyzer] = {}
 
 
 def _init_worker(factory: AnalyzerFactory, settings: PipelineSettings) -> None:
+    from albumen.quiet import quiet_third_party
+
+    quiet_third_party()
     os.environ["OMP_NUM_THREADS"] = "1"  # one core per worker: the pool itself provides the parallelism
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
