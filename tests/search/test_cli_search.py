@@ -74,3 +74,12 @@ def test_places_command(data_dir: Path) -> None:
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert data["home"]["days"] == 4 and data["places"][0] == {"place": "Berlin, Germany", "photos": 4, "km_from_home": 0.0}
+
+
+def test_places_by_region_groups_cities(data_dir: Path) -> None:
+    res = run(data_dir, "places", "--by", "region", "--json")
+    assert res.exit_code == 0, res.output
+    labels = {p["place"]: p["photos"] for p in json.loads(res.stdout)["places"]}
+    assert labels["Berlin, Germany"] == 4 and labels["Valais, Switzerland"] == 1 and labels["Lazio, Italy"] == 1
+    res = run(data_dir, "places", "--by", "planet")
+    assert res.exit_code == 2 and "--by must be" in res.output

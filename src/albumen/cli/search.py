@@ -153,8 +153,12 @@ def register(app: typer.Typer) -> None:
     def places_cmd(
         ctx: typer.Context,
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+        by: str = typer.Option("city", "--by", help="Group by 'city' (the nearest populated place, often a suburb) "
+                               "or 'region' (state, province, prefecture)."),
     ) -> None:
         """Where the photos were taken: photos per place, the inferred home, and how far from home each place is."""
+        if by not in ("city", "region"):
+            fail(f"--by must be 'city' or 'region', not {by!r}")
         from albumen.places import haversine_km
         from albumen.search.catalog import SearchCatalog
 
@@ -167,7 +171,8 @@ def register(app: typer.Typer) -> None:
         per_place: dict[str, list[Any]] = {}
         for r in catalog.rows:
             if r.places and r.latitude is not None and r.longitude is not None:
-                label = ", ".join(dict.fromkeys(p for p in (r.places[0], r.places[-1])))
+                first = r.region if by == "region" and r.region else r.places[0]
+                label = ", ".join(dict.fromkeys(p for p in (first, r.places[-1])))
                 per_place.setdefault(label, []).append(r)
         rows = []
         for label, members in sorted(per_place.items(), key=lambda kv: -len(kv[1])):

@@ -45,6 +45,7 @@ class PhotoRow:
     places: tuple[str, ...] = ()  # city, region, country ... as stored (display case)
     country_code: str = ""
     people: tuple[str, ...] = ()  # names of the named, visible people in it
+    region: str = ""  # admin1 (state, province, prefecture) as stored, "" when unknown
 
 
 def _day(taken_at: str | None) -> date | None:
@@ -116,6 +117,7 @@ class SearchCatalog:
                 places=names,
                 country_code=str(payload.get("country_code") or ""),
                 people=tuple(sorted(people.get(int(pid), ()))),
+                region=str(payload.get("region") or ""),
             ))
         return cls(rows, home_radius_km=home_radius_km, gazetteer=gazetteer, place_radius_km=place_radius_km)
 
