@@ -133,13 +133,17 @@ def hf_run(hf: Any, ids: list[int], n: int) -> Run:
     return run
 
 
-def llama_cpp_run(gguf: Path, ids: list[int], n: int, threads: int) -> Run | None:
+def llama_cpp_model(gguf: Path, n_ctx: int, threads: int) -> Any:
+    """A llama.cpp model on the GGUF file, or None when llama-cpp-python is not installed (``make llama-cpp``)."""
     try:
         from llama_cpp import Llama
     except ImportError:
         return None
-    llm = Llama(model_path=str(gguf), n_ctx=len(ids) + n + 16, n_threads=threads, n_threads_batch=threads,
-                n_batch=512, verbose=False)
+    return Llama(model_path=str(gguf), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, n_batch=512,
+                 verbose=False)
+
+
+def llama_cpp_run(llm: Any, ids: list[int], n: int) -> Run:
 
     def run() -> tuple[float, float]:
         llm.reset()
@@ -181,18 +185,23 @@ def bench_model(name: str, dtypes: list[str], n: int, repeats: int, models_dir: 
         model, tok = load_model(folder, parse_dtype(dtype))
         ids = tok.encode(tok.apply_chat_template([{"role": "user", "content": BENCH_TEXT}]))
         hf_model = hf_model_sharing_weights(model) if hf else None
-        runs: dict[str, Run] = {}
-        for t in thread_counts:
-            runs[f"albumen/{t}t"] = with_threads(t, albumen_run(model, ids, n))
-            if hf_model is not None:
-                runs[f"transformers/{t}t"] = with_threads(t, hf_run(hf_model, ids, n))
-            if llama and dtype == dtypes[0]:
-                lr = llama_cpp_run(gguf, ids, n, t)
-                if lr is not None:
-                    runs[f"llama.cpp/{t}t"] = lr
-        table = {e: Row(name, dtype if not e.startswith("llama.cpp") else "gguf", e) for e in runs}
-        for run in runs.values():  # warm-up: first-touch page faults of mapped weights, allocator, threads
+        llamas = {t: llama_cpp_model(gguf, len(ids) + n + 16, t) for t in thread_counts} if (
+            llama and dtype == dtypes[0]) else {}
+
+        def engines(k: int) -> dict[str, Run]:
+            runs: dict[str, Run] = {}
+            for t in thread_counts:
+                runs[f"albumen/{t}t"] = with_threads(t, albumen_run(model, ids, k))
+                if hf_model is not None:
+                    runs[f"transformers/{t}t"] = with_threads(t, hf_run(hf_model, ids, k))
+                if llamas.get(t) is not None:
+                    runs[f"llama.cpp/{t}t"] = llama_cpp_run(llamas[t], ids, k)
+            return runs
+
+        for run in engines(8).values():  # warm-up: first-touch page faults of mapped weights, allocator, threads
             run()
+        runs = engines(n)
+        table = {e: Row(name, dtype if not e.startswith("llama.cpp") else "gguf", e) for e in runs}
         for r in range(repeats):
             order = list(runs) if r % 2 == 0 else list(reversed(runs))
             for engine in order:
@@ -202,7 +211,7 @@ def bench_model(name: str, dtypes: list[str], n: int, repeats: int, models_dir: 
         rows += table.values()
         info[f"bytes_per_token_{dtype}"] = bytes_per_token(model, len(ids) + n // 2)
         info["prompt_tokens"] = len(ids)
-        del runs, model, hf_model
+        del runs, model, hf_model, llamas
     return rows, info
 
 

@@ -113,3 +113,35 @@ def test_presets_have_consistent_shapes() -> None:
         args = ModelArgs.from_name(name)
         assert args.head_dim * args.n_heads == args.dim
         assert ModelArgs.from_hf_config(args.to_hf_config()) == args
+
+
+def test_packed_bf16_decode_linears_equal_plain_and_follow_weight_edits() -> None:
+    from albumen.llm.model import use_packed_decode_linears
+
+    plain = tiny_model(dtype=torch.bfloat16, arch="qwen2")
+    packed = tiny_model(dtype=torch.bfloat16, arch="qwen2")
+    if use_packed_decode_linears(packed) == 0:
+        pytest.skip("oneDNN weight packing is not available in this torch build")
+    assert type(packed.model.layers[0].self_attn.q_proj) is torch.nn.Linear  # quantization still finds it
+    assert list(packed.state_dict()) == list(plain.state_dict())
+    ids = torch.randint(0, 260, (1, 7), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        for m in (plain, packed):
+            m.setup_caches(1, 16)
+        outs = []
+        for m in (plain, packed):
+            steps = [m(ids[:, :3], torch.arange(3))] + [m(ids[:, t:t + 1], torch.tensor([t])) for t in range(3, 7)]
+            outs.append(torch.cat(steps, 1))
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-2, atol=1e-2)
+    with torch.no_grad():  # an in-place edit (as a LoRA merge does) must reach the packed copy
+        for m in (plain, packed):
+            m.model.layers[1].mlp.up_proj.weight.mul_(3)
+    with torch.inference_mode():
+        a = plain(ids[:, 6:7], torch.tensor([6]))
+        b = packed(ids[:, 6:7], torch.tensor([6]))
+    torch.testing.assert_close(b, a, rtol=1e-2, atol=1e-2)
+    packed.clear_caches()
+    packed.train()
+    loss = packed(ids[:, :1]).float().logsumexp(-1).mean()  # one row with grad: plain path, differentiable
+    loss.backward()
+    assert packed.model.layers[0].mlp.up_proj.weight.grad is not None
