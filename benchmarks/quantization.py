@@ -51,9 +51,9 @@ from albumen.llm.quant.quality import perplexity_and_kl, token_windows
 
 SMALL_SCHEMES = [
     "fp32", "bf16", "int8", "int4-g32", "int4-g64", "int4-g128", "int4-g32-asym", "int4-g64-asym", "int4-g128-asym",
-    "pal2", "pal3", "pal4", "pal2-gc16", "pal3-gc16", "pal4-gc16", "mixed", "int4-g32-all",
+    "pal2", "pal3", "pal4", "pal2-gc16", "pal3-gc16", "pal4-gc16", "mixed", "int4-g32-all", "int4-g32-all@bf16",
 ]
-LARGE_SCHEMES = ["fp32", "bf16", "int8", "int4-g32", "int4-g128", "pal4-gc16", "int4-g32-all"]
+LARGE_SCHEMES = ["fp32", "bf16", "int8", "int4-g32", "int4-g32@bf16", "int4-g128", "pal4-gc16", "int4-g32-all"]
 
 
 @dataclass
@@ -120,9 +120,15 @@ def mixed_config(folder: Path, calib: list[torch.Tensor]) -> tuple[QuantConfig, 
 
 
 def build_variant(scheme: str, folder: Path, out: Path, calib: list[torch.Tensor]) -> tuple[nn.Module, Row]:
-    """Quantize, save, load back through ``load_model``; the loaded model and its size figures."""
+    """Quantize, save, load back through ``load_model``; the loaded model and its size figures.
+
+    ``SCHEME@bf16`` loads the SCHEME checkpoint with bf16 float parts: bf16 activations end to end (no casts
+    around the bf16 kernels), as ``albumen llm generate --dtype bf16`` does.
+    """
+    base, _, act = scheme.partition("@")
+    dtype = torch.bfloat16 if act == "bf16" else torch.float32
     row = Row(scheme)
-    if scheme == "bf16":
+    if base == "bf16":
         t = time.perf_counter()
         model, _ = load_model(folder, torch.bfloat16)
         row.load_s = time.perf_counter() - t
@@ -130,25 +136,29 @@ def build_variant(scheme: str, folder: Path, out: Path, calib: list[torch.Tensor
         row.file_mb = sum(p.stat().st_size for p in folder.glob("*.safetensors")) / 2e6
         row.note = "file: half the fp32 cache"
         return model, row
+    dest = out / base
+    if not (dest / "model.safetensors").is_file():
+        t = time.perf_counter()
+        if base == "mixed":
+            cfg, row.note = mixed_config(folder, calib)
+        else:
+            cfg = QuantConfig.from_scheme(base)
+        model, _ = load_model(folder, torch.float32)
+        result = quantize_model(model, cfg)
+        if result.fallbacks:
+            kinds = sorted({why.split(":")[0] for why in result.fallbacks.values()})
+            row.note += f" {len(result.fallbacks)} fallbacks ({', '.join(kinds)})"
+        save_quantized(model, dest, cfg, model.args.to_hf_config())
+        copy_model_files(folder, dest)
+        row.quant_s = time.perf_counter() - t
+        del model
     t = time.perf_counter()
-    if scheme == "mixed":
-        cfg, row.note = mixed_config(folder, calib)
-    else:
-        cfg = QuantConfig.from_scheme(scheme)
-    model, _ = load_model(folder, torch.float32)
-    result = quantize_model(model, cfg)
-    if result.fallbacks:
-        row.note += f" {len(result.fallbacks)} fallbacks to int8"
-    dest = out / scheme
-    save_quantized(model, dest, cfg, model.args.to_hf_config())
-    copy_model_files(folder, dest)
-    row.quant_s = time.perf_counter() - t
-    del model
-    t = time.perf_counter()
-    model, _ = load_model(dest, torch.float32)
+    model, _ = load_model(dest, dtype)
     row.load_s = time.perf_counter() - t
     row.bits = model_bits_per_weight(model)
     row.file_mb = (dest / "model.safetensors").stat().st_size / 1e6
+    if act:
+        row.note += f" {act} activations"
     return model, row
 
 

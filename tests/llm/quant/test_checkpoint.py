@@ -63,3 +63,18 @@ def test_mismatched_architecture_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="does not match|unloaded"):
         load_quantized(tmp_path)
+
+
+def test_loading_in_bf16_runs_the_forward_in_bf16(tmp_path: Path) -> None:
+    model = tiny_model(arch="llama")
+    cfg = QuantConfig.from_scheme("int4-g32")
+    quantize_model(model, cfg)
+    save_quantized(model, tmp_path, cfg, model.args.to_hf_config())
+    loaded = load_quantized(tmp_path, torch.bfloat16)
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        assert loaded.model.embed_tokens(ids).dtype == torch.bfloat16
+        out = loaded(ids)
+        ref = model(ids)
+    assert out.dtype == torch.bfloat16
+    assert float((out.float() - ref).abs().max()) < 0.1 * float(ref.abs().max())

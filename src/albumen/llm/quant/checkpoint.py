@@ -123,7 +123,8 @@ def load_quantized_into(skeleton: nn.Module, folder: str | Path, dtype: torch.dt
 
     The skeleton's float ``nn.Linear`` / ``nn.Embedding`` modules named in the manifest are replaced by empty
     quantized modules; then every tensor is assigned from the memory-mapped file (strictly: a missing or extra
-    key is an error naming it). Float tensors are cast to ``dtype``.
+    key is an error naming it). Float tensors are cast to ``dtype``, and token embeddings come out in ``dtype``, so
+    the whole forward runs in it (bf16: no casts around the bf16 kernels).
     """
     from safetensors.torch import load_file
 
@@ -141,7 +142,7 @@ def load_quantized_into(skeleton: nn.Module, folder: str | Path, dtype: torch.dt
         if not name.endswith(".table"):
             _set_module(skeleton, name, mod)
     for name, entry in manifest["embeddings"].items():
-        edtype = getattr(torch, entry.get("dtype", "float32"))
+        edtype = dtype  # the activation dtype the caller asked for, whatever the model was quantized in
         tied = entry.get("tied_to")
         table = made[tied] if tied else made[f"{name}.table"]
         _set_module(skeleton, name, QuantizedEmbedding(table, edtype, tied=bool(tied)))
