@@ -150,3 +150,19 @@ def test_speculative_decoding_with_an_active_adapter_equals_plain_greedy(quantis
     for drafter in (LookupDrafter(), ModelDrafter(tiny_model(n_layers=1, seed=5))):
         got = list(spec_mod.speculative_decode(target, drafter, prompt, cfg))
         assert got == plain
+
+
+def test_bf16_file_loads_into_a_float_model(tmp_path):
+    model = tiny_model()
+    reg = AdapterRegistry(model)
+    reg.add("titles", ATTN)
+    randomize_adapters(model)
+    reg.save("titles", tmp_path / "fp32")
+    reg.save("titles", tmp_path / "bf16", dtype=torch.bfloat16)
+    sizes = [(tmp_path / d / "adapter_model.safetensors").stat().st_size for d in ("fp32", "bf16")]
+    assert sizes[1] < 0.6 * sizes[0]
+    fresh = AdapterRegistry(tiny_model())
+    fresh.load("titles", tmp_path / "bf16")
+    for k, v in fresh.state_dict("titles").items():
+        assert v.dtype == torch.float32
+        torch.testing.assert_close(v, reg.state_dict("titles")[k].to(torch.bfloat16).float(), rtol=0, atol=0)

@@ -21,13 +21,18 @@ WEIGHTS_FILE = "adapter_model.safetensors"
 PEFT_PREFIX = "base_model.model."
 
 
-def write_adapter(path: str | Path, config: AdapterConfig, tensors: dict[str, torch.Tensor]) -> Path:
-    """Write ``tensors`` (module-relative keys) and ``config`` to directory ``path``; returns it."""
+def write_adapter(path: str | Path, config: AdapterConfig, tensors: dict[str, torch.Tensor],
+                  dtype: torch.dtype = torch.float32) -> Path:
+    """Write ``tensors`` (module-relative keys) and ``config`` to directory ``path``; returns it.
+
+    ``dtype``: the stored precision (``torch.bfloat16`` halves the file; loading casts to the model's dtype, in
+    Albumen and in PEFT alike).
+    """
     from safetensors.torch import save_file
 
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
-    peft = {PEFT_PREFIX + k: v.detach().to(torch.float32).contiguous().cpu() for k, v in tensors.items()}
+    peft = {PEFT_PREFIX + k: v.detach().to(dtype).contiguous().cpu() for k, v in tensors.items()}
     tmp = out / (WEIGHTS_FILE + ".tmp")
     save_file(peft, str(tmp), metadata={"format": "pt"})
     tmp.replace(out / WEIGHTS_FILE)  # never leave half a file under the real name

@@ -103,10 +103,11 @@ class AdapterRegistry:
             raise
         return config
 
-    def save(self, name: str, path: str | Path) -> Path:
+    def save(self, name: str, path: str | Path, dtype: torch.dtype = torch.float32) -> Path:
+        """Write adapter ``name`` in PEFT's format (``dtype``: stored precision)."""
         from albumen.llm.adapters.peft_format import write_adapter
 
-        return write_adapter(path, self.configs[name], self.state_dict(name))
+        return write_adapter(path, self.configs[name], self.state_dict(name), dtype)
 
     def state_dict(self, name: str) -> dict[str, torch.Tensor]:
         """Adapter tensors under PEFT-style module-relative keys (``<module>.lora_A.weight``)."""

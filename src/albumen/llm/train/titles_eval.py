@@ -149,6 +149,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--examples", type=int, default=6)
     p.add_argument("--out", type=Path, default=None, help="write the report JSON here")
     a = p.parse_args(argv)
+    from albumen.llm.train.threads import pick_threads
+
+    pick_threads()
     facts, teacher = _load_heldout(a.heldout, a.limit)
     if not facts:
         raise SystemExit(f"{a.heldout}: no held-out examples; build the dataset first")
