@@ -1,18 +1,18 @@
 """Search quality on the sample library's real photos: recall@1/5/10, MRR, precision, and face clustering P/R/F1.
 
     flock /tmp/albumen-heavy.lock .venv/bin/python benchmarks/search_eval.py [--work build/search-eval]
-        [--photos 200] [--seed 0] [--json FILE]
+        [--photos 200] [--seed 0] [--json FILE] [--show] [--reuse] [--sweep-z none,1.5,2,2.5,3,4]
 
 Steps, all offline:
 1. ``albumen sample-library WORK/library`` (skipped when already built: the builder is idempotent);
 2. ``albumen --data-dir WORK/data index WORK/library``, which runs the analyzers through ``albumen.vision.pipeline``;
-   if that pipeline is not installed the script runs the places/faces/embeddings analyzers itself (stated in the
-   output), so search can still be measured;
 3. people: pairwise precision/recall/F1 of the face clusters the pipeline made (``albumen.people.evaluate``), then
    each cluster is named the way a user would name it, after the ground-truth person most of its faces belong to;
 4. every labelled query of ``albumen.search.evaluation`` runs through ``SearchEngine`` (the same code as
    ``albumen search``); relevance comes from ``ground_truth.json``; one query also runs through the real CLI with
-   ``--json`` as an end-to-end check.
+   ``--json`` as an end-to-end check;
+5. ``--sweep-z``: the same queries at other relevance thresholds ("none" = the ranking alone), side by side.
+Figures and their reading: docs/search.md.
 """
 
 from __future__ import annotations
@@ -60,30 +60,6 @@ def build_and_index(work: Path, photos: int, seed: int) -> dict[str, Any]:
     if proc.returncode != 0:
         raise SystemExit(f"index failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout)
-
-
-def fallback_analyze(store: Any, cache_dir: Path) -> str:
-    """Places, faces (payload only) and text-minilm vectors, when ``albumen.vision.pipeline`` is not installed."""
-    from albumen.vision.base import PhotoInput, create_analyzer
-
-    photos = [PhotoInput(r.photo_id, r.path, r.taken_at, r.latitude, r.longitude) for r in store.iter_photos()]
-    context: dict[int, dict[str, Any]] = defaultdict(dict)
-    for name, kwargs in (("places", {}), ("faces", {}), ("embeddings", {"cache_dir": cache_dir})):
-        analyzer = create_analyzer(name, **kwargs)
-        results = []
-        for i in range(0, len(photos), 16):
-            batch = [replace(p, context=context[p.photo_id]) for p in photos[i:i + 16]]
-            results.extend(analyzer.predict(batch))
-        for a in results:
-            context[a.photo_id][name] = a.payload
-        store.put_analyses(name, analyzer.model_id, analyzer.version, [(a.photo_id, a.payload) for a in results])
-        vectors: dict[str, dict[int, Any]] = defaultdict(dict)
-        for a in results:
-            for space, v in a.vectors.items():
-                vectors[space][a.photo_id] = v
-        for space, vs in vectors.items():
-            store.put_embeddings(space, analyzer.model_id, analyzer.version, vs)
-    return "fallback: places, faces, embeddings run by this script (albumen.vision.pipeline not installed)"
 
 
 def relative_paths_by_photo(store: Any, library: Path) -> dict[int, set[str]]:
@@ -228,7 +204,7 @@ def main() -> None:
         analyzers = index.get("analyzers", {})
         note = "albumen.vision.pipeline (albumen index)" if analyzers.get("ran") else analyzers.get("note", "")
         if not store.get_embeddings("text-minilm")[0]:
-            note = fallback_analyze(store, work / "data" / "cache")
+            raise SystemExit(f"no photo vectors after `albumen index` ({note}); see `albumen analyze`")
         print(f"analyzers: {note}")
         paths = relative_paths_by_photo(store, work / "library")
         if reuse:  # people were named in the first run
