@@ -95,3 +95,16 @@ def test_merged_combines_filters() -> None:
 
 def test_alias_to_unknown_place_is_ignored() -> None:
     assert parse("Atlantis").places == ()
+
+
+@pytest.mark.parametrize(("text", "semantic", "places", "near_home"), [
+    ("photos from our trip to Paris in 2024", "", ("Paris",), False),
+    ("beach on holiday", "beach", (), False),
+    ("my vacation", "", (), False),
+    ("Christmas holidays", "holidays", (), None),  # a date and a word, not a trip
+    ("road trip photos at home", "road photos", (), True),  # "at home" said outright wins
+    ("the moon over Paris", "moon", ("Paris",), None),
+])
+def test_trips_mean_away_from_home(text: str, semantic: str, places: tuple, near_home: bool | None) -> None:
+    q = parse(text)
+    assert (q.text, q.places, q.near_home) == (semantic, places, near_home)

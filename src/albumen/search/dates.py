@@ -316,7 +316,7 @@ def find_dates(text: str, today: date) -> tuple[DateFilter | None, list[tuple[in
             if not ranges:
                 continue
             taken.append(span)
-            found.append((span[0], DateFilter(ranges, m.group(0).strip())))
+            found.append((span[0], DateFilter(ranges, " ".join(m.group(0).split()))))
     if not found:
         return None, []
     found.sort(key=lambda item: item[0])

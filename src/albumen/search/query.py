@@ -9,7 +9,8 @@ Rules, in order (an earlier rule's words are not available to a later one):
 2. places: cities, regions and countries the library knows, plus country aliases ("USA", "UK"); any of them matches.
    Places near the photos that no photo is named after ("Sydney" when the photos geocode to its suburbs) count when
    written as a proper noun ("Sydney") or after "in/at/near/from ..." ("beach in sydney").
-   "at home" / "away from home" are place filters against the inferred home.
+   "at home" / "away from home" are place filters against the inferred home; "trip", "vacation", "on holiday" mean
+   away from home ("our trip to Tokyo" = away from home, in Tokyo).
 3. dates: every phrase ``albumen.search.dates`` understands.
 4. the rest, minus filler ("photos of", "show me") and connectors left dangling next to a removed phrase ("with",
    "and", "in", "at"), is the semantic text ranked by similarity. Empty text means a filter-only query.
@@ -29,7 +30,7 @@ from albumen.search.dates import DateFilter, find_dates
 __all__ = ["ParsedQuery", "Vocabulary", "parse_query"]
 
 _CONNECTORS = {"with", "and", "&", "in", "at", "from", "of", "on", "during", "near", "by", "around", "to", "the",
-               "featuring", "including", "plus", "or", ","}
+               "featuring", "including", "plus", "or", "over", "across", "inside", "outside", ","}
 _FILLER_PHRASES = [
     r"show\s+me", r"find(\s+me)?", r"search(\s+for)?", r"look(ing)?\s+for", r"(all\s+)?(my\s+)?(the\s+)?"
     r"(photos?|pictures?|pics?|images?|shots?|snaps?)(\s+(of|from|with|showing))?", r"taken",
@@ -39,6 +40,10 @@ _FILLER = re.compile(r"^\s*(?:" + "|".join(_FILLER_PHRASES) + r")\b", re.I)
 _NOT_FIRST_NAMES = {"the", "a", "an", "my", "our", "your", "his", "her", "their", "mr", "mrs", "ms", "dr", "miss",
                     "mister", "sir", "lady", "uncle", "aunt", "little", "big", "old", "young", "baby", "st", "saint"}
 _HOME = re.compile(r"\b(?P<away>away\s+from\s+home|not\s+at\s+home)\b|\b(?:at|near|around)\s+home\b", re.I)
+# "our trip to Tokyo", "my vacation", "on holiday": away from home (the place, if named, is found by the place rule)
+# ("holidays" alone is left alone: "Christmas holidays" are often spent at home)
+_TRIP = re.compile(r"\b(?:(?:on|during)\s+)?(?:(?:my|our|the|a|this|that)\s+)?(?:trip|vacation|travels?|journey)"
+                   r"(?:\s+(?:to|in))?\b|\bon\s+holiday\b", re.I)
 
 
 @dataclass(frozen=True)
@@ -183,6 +188,10 @@ def parse_query(raw: str, vocabulary: Vocabulary | None = None, today: date | No
     for m in _HOME.finditer(text):
         if not any(m.start() < y and x < m.end() for x, y in taken):
             near_home = m.group("away") is None
+            taken.append(m.span())
+    for m in _TRIP.finditer(text):
+        if not any(m.start() < y and x < m.end() for x, y in taken):
+            near_home = False if near_home is None else near_home
             taken.append(m.span())
     places = [name for _, _, name in sorted(_find_names(text, vocabulary.places, taken)
                                             + _find_names(text, vocabulary.nearby, taken, proper=True))]
