@@ -241,8 +241,8 @@ def main(argv: list[str] | None = None) -> None:
                                  not a.no_transformers, [int(t) for t in a.threads.split(",")])
         bandwidth = statistics.median([bandwidth, read_bandwidth_gbs()])  # re-measured next to each model
         print(f"\n{name} (prompt {info['prompt_tokens']} tokens, GGUF {info['gguf']})")
-        print(f"{'engine/threads':17s} {'dtype':6s} {'decode tok/s':>12s} {'TTFT ms':>8s} {'vs HF':>6s} {'roofline':>9s} "
-              f"{'of roofline':>11s}")
+        print(f"{'engine/threads':17s} {'dtype':6s} {'decode tok/s':>12s} {'TTFT ms':>8s} {'vs HF':>6s} "
+              f"{'roofline':>9s} {'of roofline':>11s}")
         for row in rows:
             threads = row.engine.split("/")[1]
             hf_row = next((r for r in rows if r.engine == f"transformers/{threads}" and r.dtype == row.dtype), None)

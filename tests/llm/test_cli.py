@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import json
 from pathlib import Path
 
@@ -12,7 +14,13 @@ from albumen.cli.main import build_app
 from albumen.llm.generate import generate
 from albumen.llm.loading import load_model
 from albumen.llm.sampling import SamplingConfig
-from albumen.llm.testing import save_tiny_folder
+from albumen.llm.testing import one_thread, save_tiny_folder
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    with one_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 
 from albumen.llm.generate import GenerationResult, TextAssembler, generate, generate_tokens, stream
 from albumen.llm.sampling import SamplingConfig
-from albumen.llm.testing import ByteTokenizer, tiny_model
+from albumen.llm.testing import ByteTokenizer, one_thread, tiny_model
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    with one_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

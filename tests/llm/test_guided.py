@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import pytest
 import torch
@@ -21,7 +21,14 @@ from albumen.llm.guided import (
     step,
 )
 from albumen.llm.sampling import SamplingConfig
-from albumen.llm.testing import ByteTokenizer, tiny_model
+from albumen.llm.testing import ByteTokenizer, one_thread, tiny_model
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    with one_thread():
+        yield
+
 
 jsonschema = pytest.importorskip("jsonschema")
 

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from pathlib import Path
 
 import pytest
 import torch
 
 from albumen.llm.loading import load_model, parse_dtype, resolve_folder
-from albumen.llm.testing import save_tiny_folder, tiny_model
+from albumen.llm.testing import one_thread, save_tiny_folder, tiny_model
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    with one_thread():
+        yield
 
 
 def _mapped(t: torch.Tensor) -> bool:

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 
 from albumen.llm.model import ModelArgs, Transformer
-from albumen.llm.testing import tiny_model
+from albumen.llm.testing import one_thread, tiny_model
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    with one_thread():
+        yield
 
 transformers = pytest.importorskip("transformers")
 

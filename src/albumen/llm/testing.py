@@ -7,7 +7,8 @@ of the public API and stay small and deterministic. This module knows nothing ab
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -15,7 +16,7 @@ import torch
 from albumen.llm.model import ModelArgs, Transformer
 from albumen.llm.tokenizer import Tokenizer
 
-__all__ = ["ByteTokenizer", "byte_level_tokenizer_json", "save_tiny_folder", "tiny_args", "tiny_model"]
+__all__ = ["ByteTokenizer", "byte_level_tokenizer_json", "one_thread", "save_tiny_folder", "tiny_args", "tiny_model"]
 
 _SPECIALS = ("<bos>", "<eos>", "<|im_start|>", "<|im_end|>")
 _CHAT_TEMPLATE = (
@@ -116,3 +117,18 @@ def save_tiny_folder(folder: str | Path, arch: str = "llama", seed: int = 0) -> 
     config = {"bos_token": "<bos>", "eos_token": "<eos>", "add_bos_token": False, "chat_template": _CHAT_TEMPLATE}
     (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
     return folder
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one thread inside the block (restored after).
+
+    Decoding is thousands of tiny ops; on a busy shared machine every multi-threaded one waits for a descheduled
+    OpenMP worker (measured: the SmolLM2 tests took 150 s on two threads, 14 s on one).
+    """
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
