@@ -75,7 +75,7 @@ def evaluate_face_clusters(store: Any, root: Path | str, truth: dict[str, Any] |
     Returns a JSON-able dict: ``pairwise`` scores, detection counts (true faces, found, missed, false detections),
     and per true person the people ids their faces went to.
     """
-    gt = truth_faces_by_photo(store, Path(root), truth, detectable_only)
+    gt = truth_faces_by_photo(store, Path(root), truth)  # all faces: a found undetectable face is no false alarm
     dets: dict[int, list[tuple[int, tuple[float, ...], int | None]]] = defaultdict(list)
     for fid, pid, x, y, w, h, person in store.conn.execute(
             "SELECT id, photo_id, x, y, w, h, person_id FROM faces ORDER BY id"):
@@ -94,6 +94,8 @@ def evaluate_face_clusters(store: Any, root: Path | str, truth: dict[str, Any] |
                 continue
             used_d.add(di)
             used_g.add(gi)
+            if detectable_only and not faces[gi][2]:
+                continue  # left out of a HOG-fair score, found or not
             face_id, _, person = dets[pid][di]
             key = f"face{face_id}"
             predicted[key] = person if person is not None else key
@@ -101,7 +103,7 @@ def evaluate_face_clusters(store: Any, root: Path | str, truth: dict[str, Any] |
             spread[faces[gi][1]][person] += 1
             found += 1
         for gi, g in enumerate(faces):
-            if gi not in used_g:
+            if gi not in used_g and not (detectable_only and not g[2]):
                 key = f"missed{pid}.{gi}"
                 predicted[key], actual[key] = key, g[1]
                 missed += 1
