@@ -170,3 +170,12 @@ def test_heic_input_keeps_its_exif(tmp_path: Path, mode: PortraitMode) -> None:
     out = tmp_path / "IMG_0002_portrait.jpg"
     mode.process_file(src, out)
     assert piexif.load(str(out))["GPS"][piexif.GPSIFD.GPSLatitude] == ((48, 1), (51, 1), (24, 1))
+
+
+@pytest.mark.parametrize("pil_mode,suffix", [("L", ".png"), ("RGBA", ".png"), ("CMYK", ".jpg"), ("P", ".gif")])
+def test_other_pixel_modes_are_converted(tmp_path: Path, mode: PortraitMode, pil_mode: str, suffix: str) -> None:
+    src = tmp_path / f"in_{pil_mode}{suffix}"
+    Image.fromarray(make_scene()).convert(pil_mode).save(src)
+    out = tmp_path / f"out_{pil_mode}.jpg"
+    mode.process_file(src, out)
+    assert read_photo(out).rgb.shape == (160, 200, 3)
