@@ -136,8 +136,9 @@ def register(app: typer.Typer) -> None:
         dtype: Optional[str] = typer.Option(None, "--dtype", help="fp32 or bf16."),
         chat: bool = typer.Option(True, "--chat/--raw", help="Wrap the prompt in the model's chat template."),
         stats: bool = typer.Option(False, "--stats", help="Print tokens/s and time to first token on stderr."),
-        threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores; 1 is "
-                                                                         "faster on a busy machine)."),
+        threads: int = typer.Option(1, "--threads", help="CPU threads for torch. 1 by default: batch-1 decoding "
+                                                          "is thousands of tiny ops, and on a busy machine each "
+                                                          "multi-threaded one waits for a descheduled worker."),
         speculative: Optional[str] = typer.Option(
             None, "--speculative", help="Lossless speculative decoding with a drafter: model:NAME, lookup or head."),
     ) -> None:
@@ -185,8 +186,9 @@ def register(app: typer.Typer) -> None:
         seed: Optional[int] = typer.Option(None, "--seed"),
         dtype: Optional[str] = typer.Option(None, "--dtype", help="fp32 or bf16."),
         stats: bool = typer.Option(False, "--stats", help="Print tokens/s after each reply on stderr."),
-        threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores; 1 is "
-                                                                         "faster on a busy machine)."),
+        threads: int = typer.Option(1, "--threads", help="CPU threads for torch. 1 by default: batch-1 decoding "
+                                                          "is thousands of tiny ops, and on a busy machine each "
+                                                          "multi-threaded one waits for a descheduled worker."),
     ) -> None:
         """Chat on stdin/stdout with the model's chat template; /reset forgets, /exit (or end of input) quits."""
         from albumen.llm.generate import GenerationResult, stream
@@ -230,8 +232,9 @@ def register(app: typer.Typer) -> None:
         new_tokens: int = typer.Option(64, "--new-tokens", help="Tokens to decode (greedy, EOS ignored)."),
         repeats: int = typer.Option(3, "--repeats", help="Runs; the median is reported."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-        threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores; 1 is "
-                                                                         "faster on a busy machine)."),
+        threads: int = typer.Option(1, "--threads", help="CPU threads for torch. 1 by default: batch-1 decoding "
+                                                          "is thousands of tiny ops, and on a busy machine each "
+                                                          "multi-threaded one waits for a descheduled worker."),
     ) -> None:
         """Measure prefill and decode tokens/s (batch 1, greedy)."""
         from albumen.llm.bench import measure
