@@ -38,6 +38,7 @@ from albumen.llm.bench import BENCH_TEXT, run_once
 from albumen.llm.loading import default_models_dir, load_model, parse_dtype, resolve_folder
 from albumen.llm.model import Transformer
 from albumen.llm.presets import resolve_preset
+from albumen.llm.testing import one_thread
 
 Run = Callable[[], tuple[float, float]]  # one generation -> (ttft_s, decode tokens/s)
 
@@ -175,6 +176,42 @@ def with_threads(threads: int, run: Run) -> Run:
     return limited
 
 
+GUIDED_SCHEMA = {
+    "type": "object", "required": ["title", "chapters"],
+    "properties": {
+        "title": {"type": "string", "maxLength": 60},
+        "chapters": {"type": "array", "minItems": 2, "maxItems": 4, "items": {
+            "type": "object", "required": ["name", "mood"],
+            "properties": {"name": {"type": "string", "maxLength": 30}, "mood": {"enum": ["happy", "calm", "wild"]}}}},
+    },
+}
+GUIDED_DOC = ('{"title":"A summer in Lisbon with friends","chapters":[{"name":"Trams and tarts","mood":"happy"},'
+              '{"name":"Sunset","mood":"calm"}]}')
+
+
+def guided_overhead(tok: Any) -> dict[str, float]:
+    """Guided JSON cost on this vocabulary: building the token index once, and the mask per step (median, max).
+
+    The steps follow a fixed valid document (``GUIDED_DOC``) token by token, so no model runs.
+    """
+    from albumen.llm.guided import JsonSchemaConstraint, TokenIndex
+
+    t = time.perf_counter()
+    index = TokenIndex.from_tokenizer(tok)
+    build = time.perf_counter() - t
+    constraint = JsonSchemaConstraint(GUIDED_SCHEMA, tok, index=index)
+    times = []
+    for token in tok.encode(GUIDED_DOC):
+        t = time.perf_counter()
+        allowed = constraint.allowed()
+        times.append(time.perf_counter() - t)
+        assert bool(allowed[token]), "the guide refused a token of a valid document"
+        constraint.advance(token)
+    assert constraint.done
+    return {"index_build_s": build, "mask_ms_median": statistics.median(times) * 1000,
+            "mask_ms_max": max(times) * 1000, "vocab": tok.vocab_size}
+
+
 def bench_model(name: str, dtypes: list[str], n: int, repeats: int, models_dir: Path, llama: bool,
                 hf: bool, thread_counts: list[int]) -> tuple[list[Row], dict[str, Any]]:
     folder = resolve_folder(name, models_dir)
@@ -211,6 +248,8 @@ def bench_model(name: str, dtypes: list[str], n: int, repeats: int, models_dir: 
         rows += table.values()
         info[f"bytes_per_token_{dtype}"] = bytes_per_token(model, len(ids) + n // 2)
         info["prompt_tokens"] = len(ids)
+        with one_thread():  # as the CLI runs it
+            info["guided"] = guided_overhead(tok)
         del runs, model, hf_model, llamas
     return rows, info
 
@@ -255,6 +294,10 @@ def main(argv: list[str] | None = None) -> None:
                                       "decode_tokens_per_s": row.median_tps, "ttft_s": row.median_ttft,
                                       "vs_transformers": ratio, "roofline_tokens_per_s": roof,
                                       "bytes_per_token": bpt, "runs_tps": row.tps, "runs_ttft": row.ttft})
+        g = info["guided"]
+        print(f"guided JSON on this vocabulary ({g['vocab']} tokens): token index {g['index_build_s']:.2f} s once, "
+              f"mask {g['mask_ms_median']:.2f} ms per step (median), {g['mask_ms_max']:.1f} ms (max)")
+        report["results"].append({"model": name, "engine": "guided", **g})
         sys.stdout.flush()
     if a.json:
         a.json.write_text(json.dumps(report, indent=1))
