@@ -135,6 +135,17 @@ def _under(path_b: bytes, roots_b: Sequence[bytes]) -> bool:
     return any(path_b == r or path_b.startswith(r.rstrip(b"/") + b"/") for r in roots_b)
 
 
+def _extract_chunk(jobs: Sequence[FileJob], settings: ExtractSettings) -> list[Extracted | Failed]:
+    """What a worker runs: a few files per task, so the pool's per-task costs (pickling, futures, wake-ups) stay
+    small next to decoding."""
+    return [extract(job, settings) for job in jobs]
+
+
+def _chunk_size(n_jobs: int, workers: int) -> int:
+    # Up to 4 files per task, but at least ~8 tasks per worker so both cores stay busy to the end.
+    return max(1, min(4, n_jobs // (workers * 8)))
+
+
 class _Runner:
     """Runs ``extract`` jobs on a process pool (or inline), surviving workers that die."""
 
@@ -153,25 +164,28 @@ class _Runner:
             for job in jobs:
                 yield extract(job, self.settings)
             return
+        size = _chunk_size(len(jobs), self.workers)
+        queue = [tuple(jobs[i : i + size]) for i in range(0, len(jobs), size)][::-1]
         window = self.workers * 4
-        queue = list(reversed(jobs))
-        pending: dict[Future[Extracted | Failed], FileJob] = {}
+        pending: dict[Future[list[Extracted | Failed]], tuple[FileJob, ...]] = {}
         self._pool = self._new_pool(self.workers)
         try:
             while queue or pending:
                 while queue and len(pending) < window:
-                    job = queue.pop()
-                    pending[self._pool.submit(extract, job, self.settings)] = job
+                    chunk = queue.pop()
+                    pending[self._pool.submit(_extract_chunk, chunk, self.settings)] = chunk
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 broken: list[FileJob] = []
                 for fut in done:
-                    job = pending.pop(fut)
+                    chunk = pending.pop(fut)
                     try:
-                        yield fut.result()
+                        yield from fut.result()
                     except BrokenProcessPool:
-                        broken.append(job)
+                        broken.extend(chunk)
                 if broken:
-                    broken.extend(pending.values())
+                    # A worker died: every file in flight is retried alone, so only the culprit is lost.
+                    for chunk in pending.values():
+                        broken.extend(chunk)
                     pending.clear()
                     self._pool.shutdown(wait=False, cancel_futures=True)
                     for job in broken:
