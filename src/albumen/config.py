@@ -63,7 +63,7 @@ class VisionConfig:
     analyzers: tuple[str, ...] = ("tags", "embeddings", "faces", "quality", "places")
     batch_size: int = 16
     workers: int = 0
-    face_model: str = "hog"  # "hog" (fast) or "cnn" (slow, more accurate)
+    face_model: str = "hog+mediapipe"  # "hog", "cnn" (slow), "mediapipe" or "hog+mediapipe" (docs/vision.md)
 
 
 @dataclass

@@ -54,7 +54,7 @@ class PipelineSettings:
     batch_size: int = 16
     workers: int = 0  # 0 = one process per core; 1 = in this process
     force: bool = False  # re-run even where the stored result is current
-    face_model: str = "hog"
+    face_model: str = "hog+mediapipe"  # see albumen.vision.faces.DETECTORS and docs/vision.md for the measurements
     cache_dir: Path | None = None  # where analyzers keep derived files (label text vectors)
     assign_people: bool = True  # group new faces into people after the run
 
