@@ -85,11 +85,7 @@ def analyze_command(
         console.print(f"{p['assigned']} new face(s) grouped; {p['new_people']} new people")
 
 
-# -- people --------------------------------------------------------------------------------------------------------
-people_app = typer.Typer(help="Faces grouped into people: list, name, merge, split, hide, re-cluster.",
-                         no_args_is_help=True)
-
-
+# -- people (registered under `albumen people` by register) ------------------------------------------------------
 def _edit(fn: Any, *args: Any) -> Any:
     from albumen.people.edits import PeopleError
 
@@ -99,7 +95,6 @@ def _edit(fn: Any, *args: Any) -> Any:
         fail(str(exc))
 
 
-@people_app.command("list")
 def people_list(
     ctx: typer.Context,
     hidden: bool = typer.Option(False, "--hidden", help="Include hidden people."),
@@ -126,7 +121,6 @@ def people_list(
     _console().print(table)
 
 
-@people_app.command("faces")
 def people_faces(
     ctx: typer.Context,
     person: str = typer.Argument(..., help="Person id or name."),
@@ -150,7 +144,6 @@ def people_faces(
     _console().print(table)
 
 
-@people_app.command("name")
 def people_name(
     ctx: typer.Context,
     person: str = typer.Argument(..., help="Person id or current name."),
@@ -164,7 +157,6 @@ def people_name(
     _console().print(f"person {pid} is now {name!r}" if name.strip() else f"person {pid} has no name now")
 
 
-@people_app.command("merge")
 def people_merge(
     ctx: typer.Context,
     target: str = typer.Argument(..., help="The person to keep (id or name)."),
@@ -178,7 +170,6 @@ def people_merge(
     _console().print(f"merged {len(others)} into person {pid}")
 
 
-@people_app.command("split")
 def people_split(
     ctx: typer.Context,
     person: str = typer.Argument(..., help="Person id or name."),
@@ -193,7 +184,6 @@ def people_split(
     _console().print(f"{len(faces)} face(s) moved to new person {new}")
 
 
-@people_app.command("hide")
 def people_hide(ctx: typer.Context, person: str = typer.Argument(..., help="Person id or name.")) -> None:
     """Hide a person from lists and search."""
     from albumen.people.edits import hide_person
@@ -203,7 +193,6 @@ def people_hide(ctx: typer.Context, person: str = typer.Argument(..., help="Pers
     _console().print(f"person {pid} hidden (`albumen people unhide {pid}` shows them again)")
 
 
-@people_app.command("unhide")
 def people_unhide(ctx: typer.Context, person: str = typer.Argument(..., help="Person id or name.")) -> None:
     """Show a hidden person again."""
     from albumen.people.edits import hide_person
@@ -213,7 +202,6 @@ def people_unhide(ctx: typer.Context, person: str = typer.Argument(..., help="Pe
     _console().print(f"person {pid} visible again")
 
 
-@people_app.command("recluster")
 def people_recluster(
     ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
 ) -> None:
@@ -232,4 +220,14 @@ def people_recluster(
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
     app.command("analyze")(analyze_command)
+    people_app = typer.Typer(help="Faces grouped into people: list, name, merge, split, hide, re-cluster.",
+                             no_args_is_help=True)
+    people_app.command("list")(people_list)
+    people_app.command("faces")(people_faces)
+    people_app.command("name")(people_name)
+    people_app.command("merge")(people_merge)
+    people_app.command("split")(people_split)
+    people_app.command("hide")(people_hide)
+    people_app.command("unhide")(people_unhide)
+    people_app.command("recluster")(people_recluster)
     app.add_typer(people_app, name="people")
