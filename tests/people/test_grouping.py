@@ -164,3 +164,15 @@ def test_list_people_counts() -> None:
     assert [(p.photos, p.faces) for p in people] == [(3, 3), (1, 1)]
     assert people[0].example_path is not None and people[0].example_path.startswith("/p/")
     assert np.isfinite(people[0].person_id)
+
+
+def test_people_whose_photos_are_gone_leave_the_list_unless_named() -> None:
+    store = new_store()
+    add_photos(store, [1, 2])
+    assign_new_faces(store)
+    a, b = sorted(set(people_of(store).values()))
+    name_person(store, b, "Kept")
+    with store.write() as conn:
+        conn.execute("DELETE FROM photos")  # faces go with their photos
+    assert [(p.person_id, p.name, p.faces) for p in list_people(store)] == [(b, "Kept", 0)]
+    assert recluster(store)["removed_people"] == 1

@@ -51,7 +51,7 @@ def _now() -> str:
 
 
 def list_people(store: Any, include_hidden: bool = False) -> list[Person]:
-    """People with their face and photo counts, most photos first (unnamed people too)."""
+    """People with their face and photo counts, most photos first (unnamed ones too, unless they have no faces)."""
     ensure_people_schema(store)
     rows = store.conn.execute(
         "SELECT p.id, p.name, p.hidden, COUNT(f.id), COUNT(DISTINCT f.photo_id), "
@@ -60,7 +60,8 @@ def list_people(store: Any, include_hidden: bool = False) -> list[Person]:
         " WHERE f2.person_id = p.id ORDER BY f2.score DESC, fl.id LIMIT 1) "
         "FROM people p LEFT JOIN faces f ON f.person_id = p.id "
         + ("" if include_hidden else "WHERE p.hidden = 0 ")
-        + "GROUP BY p.id ORDER BY COUNT(DISTINCT f.photo_id) DESC, p.id"
+        + "GROUP BY p.id HAVING COUNT(f.id) > 0 OR p.name IS NOT NULL "  # unnamed and faceless: photos deleted
+        + "ORDER BY COUNT(DISTINCT f.photo_id) DESC, p.id"
     ).fetchall()
     return [Person(int(i), n, bool(h), int(nf), int(np_), int(pins), os.fsdecode(ex) if ex is not None else None)
             for i, n, h, nf, np_, pins, ex in rows]
