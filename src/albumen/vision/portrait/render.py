@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from albumen.vision.portrait.composite import composite
 from albumen.vision.portrait.config import PortraitConfig
 from albumen.vision.portrait.depth import blur_radius_map
 from albumen.vision.portrait.guided import apply_guided_coefficients, guided_coefficients
@@ -84,10 +85,9 @@ def render_portrait(
     # Weight of the original pixel: keep = m + f (1 - m) with the matte m = a . I + b, so keep = a' . I + b' with
     # a' = a (1 - f), b' = b (1 - f) + f: one guided-filter evaluation at full resolution gives it directly.
     out_of_focus = 1.0 - in_focus
-    keep = apply_guided_coefficients(coef_a * out_of_focus[..., None], coef_b * out_of_focus + in_focus, rgb)
-    if (h, w) != (big_h, big_w):
-        background_u8 = cv2.resize(background_u8, (big_w, big_h), interpolation=cv2.INTER_LINEAR)
-    out = cv2.blendLinear(rgb, background_u8, keep, cv2.subtract(1.0, keep))
+    keep_a = np.ascontiguousarray(coef_a * out_of_focus[..., None], dtype=np.float32)  # (h, w, 3)
+    keep_b = np.ascontiguousarray(coef_b * out_of_focus + in_focus, dtype=np.float32)  # (h, w)
+    out = composite(rgb, background_u8, keep_a, keep_b, apply_guided_coefficients(keep_a, keep_b, work))
     t["composite"] = time.perf_counter()
 
     steps = list(t)
