@@ -50,11 +50,24 @@ def test_kernel_path_matches_dequant_path_at_decode(name: str) -> None:
     torch.testing.assert_close(ref, nn.functional.linear(x, q.dequantize(), q.bias))
 
 
-def test_prefill_sized_inputs_take_the_exact_dequant_path() -> None:
+def test_inputs_beyond_kernel_max_rows_take_the_exact_dequant_path() -> None:
     q = Int8Linear.from_float(_linear(), parse_scheme("int8"))
+    q.kernel_max_rows = 8
     x = torch.randn(2, 16, 256)
     with torch.no_grad():
         torch.testing.assert_close(q(x), nn.functional.linear(x, q.dequantize(), q.bias))
+
+
+def test_prompt_sized_inputs_take_the_kernel_path() -> None:
+    q = Int4Linear.from_float(_linear(), parse_scheme("int4-g32"))
+    x = torch.randn(1, 70, 256)
+    with torch.no_grad():
+        fast = q(x)
+        q.reference = True
+        ref = q(x)
+    assert q.kernel_name() == "int4pack"
+    assert not torch.equal(fast, ref)  # bf16 activations: not the dequant path's result, but close to it
+    assert float((fast - ref).abs().max()) < 0.03 * float(ref.abs().max())
 
 
 def test_bf16_activations_give_bf16_outputs() -> None:

@@ -5,12 +5,13 @@ weight with ``dequantize()``, and takes (..., in_features) activations in any fl
 is stored in persistent buffers (what a checkpoint saves); the kernel layout is derived from them on first use and
 cached (never saved). Three forward paths:
 
-- kernel: the fastest measured kernel (see ``kernels.py``), used for decode-sized inputs (at most
-  ``kernel_max_rows`` rows), where batch-1 speed is bound by weight bytes;
-- dequant: float weight + ``F.linear`` in the activation dtype, used for prefill-sized inputs (compute-bound, so
-  the dequantization is amortised and the result is weight-only exact), when autograd needs a gradient through the
-  layer (QLoRA: the base is frozen but earlier adapters need d/dx), when the kernel is missing, or when
-  ``reference`` is set (ONNX export).
+- kernel: the fastest measured kernel (see ``kernels.py``), for inputs of up to ``kernel_max_rows`` rows: decode
+  and prompt prefill alike. Measured on a 1536x576 layer, 1 thread: at 16 / 70 / 256 rows int4pack takes 0.5 / 2.4 /
+  5.8 ms where rebuilding the float weight and ``F.linear`` takes 7.9 / 8.1 / 17.6 ms (fp32 ``nn.Linear``: 0.8 /
+  2.7 / 9.2 ms), and a 4-bit palette's bit unpacking alone costs ~100 ms;
+- dequant: float weight + ``F.linear`` in the activation dtype (weight-only exact), when autograd needs a gradient
+  through the layer (QLoRA: the base is frozen but earlier adapters need d/dx), for very long inputs, when the
+  kernel is missing, or when ``reference`` is set (ONNX export, exact checks).
 
 This module knows one matrix at a time; it knows nothing about model structure or checkpoints.
 """
@@ -42,7 +43,7 @@ class QuantizedLinear(nn.Module):
         self.scheme = scheme
         self.reference = False  # True: always the dequant path (export, debugging)
         self.kernel = "auto"
-        self.kernel_max_rows = 8
+        self.kernel_max_rows = 2048
         self._runtime: Any = None
         self._runtime_key: tuple[Any, ...] | None = None
         self.register_buffer("bias", torch.zeros(out_features) if bias else None)
