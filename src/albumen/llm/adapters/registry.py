@@ -76,6 +76,7 @@ class AdapterRegistry:
         self.model = model
         self.configs: dict[str, AdapterConfig] = {}
         self.active: str | None = None
+        self._layers = list(lora_layers(model).values())  # the wrapped layers, refreshed when adapters are added
 
     @property
     def names(self) -> list[str]:
@@ -87,6 +88,7 @@ class AdapterRegistry:
             raise KeyError(f"adapter {name!r} is already loaded")
         targets = inject_adapter(self.model, name, config)
         self.configs[name] = config
+        self._layers = list(lora_layers(self.model).values())
         self._sync()
         return targets
 
@@ -149,7 +151,7 @@ class AdapterRegistry:
         self._sync()
 
     def _sync(self) -> None:
-        for layer in lora_layers(self.model).values():
+        for layer in self._layers:  # no module-tree walk: a switch is one attribute per layer
             layer.set_active(self.active)
 
     @contextmanager
@@ -179,5 +181,6 @@ class AdapterRegistry:
             parent = self.model.get_submodule(parent_name) if parent_name else self.model
             setattr(parent, child, layer.base)
         self.configs.clear()
+        self._layers = []
         self.active = None
         return self.model
