@@ -24,10 +24,9 @@ $(STAMP): $(REQS) | $(PY)
 
 install: $(STAMP)
 
+# Build the sample library, index + analyze it, then show stats, people, places, searches, a portrait and an LLM title.
 demo: install
-	$(VENV)/bin/albumen --data-dir $(DEMO_DATA) sample-library $(DEMO_DIR)
-	$(VENV)/bin/albumen --data-dir $(DEMO_DATA) index $(DEMO_DIR)
-	$(VENV)/bin/albumen --data-dir $(DEMO_DATA) stats
+	bash scripts/demo.sh $(DEMO_DIR) $(DEMO_DATA)
 
 test: install
 	$(PY) -m pytest -q
