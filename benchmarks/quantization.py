@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,14 @@ from torch import nn
 from albumen.llm.bench import BENCH_TEXT, run_once
 from albumen.llm.loading import default_models_dir, load_model, resolve_folder
 from albumen.llm.presets import resolve_preset
-from albumen.llm.quant import QuantConfig, model_bits_per_weight, parse_scheme, quantize_model, quantized_modules
+from albumen.llm.quant import (
+    LayerScheme,
+    QuantConfig,
+    model_bits_per_weight,
+    parse_scheme,
+    quantize_model,
+    quantized_modules,
+)
 from albumen.llm.quant.checkpoint import copy_model_files, save_quantized
 from albumen.llm.quant.quality import perplexity_and_kl, token_windows
 
@@ -119,7 +126,17 @@ def mixed_config(folder: Path, calib: list[torch.Tensor]) -> tuple[QuantConfig, 
     return cfg, f"{n_high}/{len(cfg.overrides)} layers int8, rest pal3-gc16"
 
 
-def build_variant(scheme: str, folder: Path, out: Path, calib: list[torch.Tensor]) -> tuple[nn.Module, Row]:
+def with_range_search(cfg: QuantConfig, steps: int) -> QuantConfig:
+    """``cfg`` with every int4 scheme's clipping search set to ``steps`` (0: plain round-to-nearest, fastest)."""
+    def fix(s: LayerScheme | None) -> LayerScheme | None:
+        return replace(s, range_search=steps) if s is not None else None
+
+    return QuantConfig(default=fix(cfg.default), lm_head=fix(cfg.lm_head), embedding=fix(cfg.embedding),
+                       overrides={k: fix(v) for k, v in cfg.overrides.items()}, skip=cfg.skip)
+
+
+def build_variant(scheme: str, folder: Path, out: Path, calib: list[torch.Tensor],
+                  range_search: int = 8) -> tuple[nn.Module, Row]:
     """Quantize, save, load back through ``load_model``; the loaded model and its size figures.
 
     ``SCHEME@bf16`` loads the SCHEME checkpoint with bf16 float parts: bf16 activations end to end (no casts
@@ -143,6 +160,7 @@ def build_variant(scheme: str, folder: Path, out: Path, calib: list[torch.Tensor
             cfg, row.note = mixed_config(folder, calib)
         else:
             cfg = QuantConfig.from_scheme(base)
+        cfg = with_range_search(cfg, range_search)
         model, _ = load_model(folder, torch.float32)
         result = quantize_model(model, cfg)
         if result.fallbacks:
@@ -221,7 +239,8 @@ def bench_model(name: str, schemes: list[str], a: argparse.Namespace) -> dict[st
     for scheme in schemes:
         t = time.perf_counter()
         model, row = (fp32, Row("fp32", bits=32.0, file_mb=sum(p.stat().st_size for p in folder.glob(
-            "*.safetensors")) / 1e6)) if scheme == "fp32" else build_variant(scheme, folder, work, calib)
+            "*.safetensors")) / 1e6)) if scheme == "fp32" else build_variant(scheme, folder, work, calib,
+                                                                    a.range_search)
         row.ppl, row.kl = perplexity_and_kl(model, held, refs)
         row.kl_decode = kl_of(ref_dec, decode_logits(model, dec_window))
         rows[scheme], models[scheme] = row, model
@@ -330,6 +349,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--train-window", type=int, default=128)
     ap.add_argument("--recover", default="int4-g32,pal3-gc16", help="schemes to run LoRA recovery on ('' = none)")
     ap.add_argument("--recover-steps", type=int, default=30)
+    ap.add_argument("--range-search", type=int, default=8, help="int4 clipping ratios tried per group (0: fastest)")
     ap.add_argument("--no-llama-cpp", action="store_true")
     ap.add_argument("--models-dir", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)

@@ -43,7 +43,7 @@ class LayerScheme:
     channel_group: int = 16
     kmeans_iters: int = 30
     per_channel_scale: bool = True  # palette: rows normalised by their max |w| before k-means (Core ML's option)
-    range_search: int = 20  # int4: clipping ratios tried per group (least squared error); 0 = full range
+    range_search: int = 8  # int4: clipping ratios tried per group (least squared error); 0 = full range
 
     def __post_init__(self) -> None:
         if self.kind not in ("int8", "int4", "palette", "none"):

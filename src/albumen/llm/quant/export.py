@@ -3,8 +3,8 @@
 The exported graph is the whole-sequence forward ``input_ids (1, T) -> logits (1, T, V)`` for a fixed window T,
 exported (``torch.export`` + onnxscript) through the dequant path of every quantized module (``reference_kernels``):
 the int8 / packed int4 codes and the LUTs are stored as integer initializers and dequantized inside the graph, so
-the file stays compressed and any ONNX runtime can run it. Constant folding is off for the same reason. This module knows the export and the ORT
-session; it knows nothing about the quantization math.
+the file stays compressed and any ONNX runtime can run it. Constant folding is off for the same reason. This module
+knows the export and the ORT session; it knows nothing about the quantization math.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Export a (quantized) causal LM to an ExecuTorch program (``.pte``, XNNPACK delegate) and decode it greedily.
 
-Same graph as the ONNX export (``export.py``): the fixed-window whole-sequence forward ``input_ids (1, T) ->
-logits (1, T, V)`` traced through the dequant path of every quantized module, lowered with ``to_edge_transform_and_lower``
-and the XNNPACK partitioner, run by ExecuTorch's Python runtime. ``executorch`` is optional (requirements/nodeps.txt);
-importing this module does not need it. This module knows the export and the runtime call, nothing about the math.
+Same graph as the ONNX export (``export.py``): the fixed-window whole-sequence forward ``input_ids (1, T) -> logits
+(1, T, V)`` traced through the dequant path of every quantized module, lowered with ``to_edge_transform_and_lower``
+and the XNNPACK partitioner, run by ExecuTorch's Python runtime. ``executorch`` is optional
+(requirements/nodeps.txt); importing this module does not need it. This module knows the export and the runtime
+call, nothing about the math.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Measuring what quantization costs: perplexity and KL divergence to a reference model on held-out token windows.
 
-``token_windows`` cuts a long id sequence into non-overlapping (1, T) windows; ``perplexity`` and ``kl_to_reference``
-average over them. Whole-window forwards with no KV cache (the model must accept ``model(ids)``): quantized modules
-run the same kernels as for a prompt (wrap the call in ``reference_kernels`` for the exact dequant path). This module knows logits and windows; it knows nothing about files, tokenizers or schemes.
+``token_windows`` cuts a long id sequence into non-overlapping (1, T) windows; ``perplexity`` and
+``kl_to_reference`` average over them. Whole-window forwards with no KV cache (the model must accept
+``model(ids)``): quantized modules run the same kernels as for a prompt (wrap the call in ``reference_kernels`` for
+the exact dequant path). This module knows logits and windows; it knows nothing about files, tokenizers or schemes.
 """
 
 from __future__ import annotations
