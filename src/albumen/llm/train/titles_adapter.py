@@ -96,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--stage", choices=["all", "data", "train", "eval"], default="all")
     p.add_argument("--teacher-minutes", type=float, default=10.0)
     p.add_argument("--train-minutes", type=float, default=15.0)
+    p.add_argument("--heldout", type=int, default=50, help="held-out fact sets (kept out of training)")
     p.add_argument("--work", type=Path, default=Path("build/titles_train"), help="training checkpoints")
     a = p.parse_args(argv)
     from albumen.llm.train.threads import pick_threads
@@ -104,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if a.stage in ("all", "data"):
         from albumen.llm.train.datasets.teacher import main as build_data
 
-        build_data(["--minutes", str(a.teacher_minutes)])
+        build_data(["--minutes", str(a.teacher_minutes), "--heldout", str(a.heldout)])
     if a.stage in ("all", "train"):
         print(json.dumps(train_titles(a.work, a.train_minutes)))
     if a.stage in ("all", "eval"):
