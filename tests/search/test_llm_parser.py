@@ -40,6 +40,14 @@ def test_llm_adds_what_rules_missed_and_is_checked() -> None:
     assert schema is QUERY_SCHEMA and "Anna Berg" in prompt and "2026-11-28" in prompt
 
 
+def test_rules_dates_are_never_narrowed_by_the_llm() -> None:
+    # SmolLM2 once answered when="2026-11-28" (today, from the prompt): intersected with "last summer" that emptied
+    # every result. The rules' date phrase stands; the LLM's "when" only counts when the rules found none.
+    fake = FakeGuided({"text": "dog", "people": [], "places": [], "when": "2026-11-28"})
+    q = LLMQueryParser(fake)("dog last summer", VOCAB, TODAY)
+    assert q.dates is not None and q.dates.ranges == (DateRange(date(2026, 6, 1), date(2026, 9, 1)),)
+
+
 def test_rules_and_llm_agree_without_duplicates() -> None:
     fake = FakeGuided(json.dumps({"text": "cake", "people": ["Tom"], "places": [], "when": ""}))
     q = LLMQueryParser(fake)("cake with Tom", VOCAB, TODAY)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
@@ -89,7 +90,10 @@ class LLMQueryParser:
             if self.on_error is not None:
                 self.on_error(exc)
             return rules
-        return rules.merged(self._checked(raw, answer, vocabulary, today))
+        extra = self._checked(raw, answer, vocabulary, today)
+        if rules.dates is not None:  # the rules read a date phrase: the LLM's may only narrow it to nothing (it
+            extra = replace(extra, dates=None)  # echoed "today" from the prompt here once), so it is not used
+        return rules.merged(extra)
 
     @staticmethod
     def _checked(raw: str, answer: dict[str, Any], vocabulary: Vocabulary, today: date) -> ParsedQuery:
