@@ -83,8 +83,8 @@ class VectorIndex:
         q = np.asarray(query, dtype=np.float32).reshape(-1)  # (D,)
         if q.shape[0] != self.dim:
             raise ValueError(f"query has dimension {q.shape[0]}, the index {self.dim}")
-        # einsum, not BLAS: on 2 shared cores OpenBLAS's threaded sgemv pays ~8 ms waking its threads even at 3k rows
-        # and is slower than one plain pass at 100k (benchmarks/vector_search.py, numpy vs numpy-blas)
+        # einsum, not BLAS: OpenBLAS's threaded sgemv wins on idle cores (3.4 vs 5.3 ms at 100k) but on 2 shared cores
+        # pays ~8 ms waking its threads even at 3k rows; one plain pass has the better worst case (docs/search.md)
         return np.einsum("nd,d->n", self.matrix, q)  # (N, D) . (D,) -> (N,)
 
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
