@@ -10,7 +10,8 @@ REQS := requirements/base.txt requirements/nodeps.txt pyproject.toml
 DEMO_DIR ?= build/sample-library
 DEMO_DATA ?= build/demo-data
 
-.PHONY: install demo test test-heavy bench models-large llama-cpp clean-demo
+.PHONY: install demo test test-heavy bench bench-index bench-analyze bench-search bench-vector bench-portrait \
+	bench-llm bench-quant bench-speculative bench-lora titles-adapter models-large llama-cpp clean-demo
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +46,33 @@ LLAMA_CPP_VERSION ?= 0.3.36
 llama-cpp: install
 	CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAMA_CURL=OFF" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
 		$(PIP) install -q --no-binary llama-cpp-python llama-cpp-python==$(LLAMA_CPP_VERSION)
+
+# Benchmarks: each prints figures and ratios measured side by side in one run (minutes each; large models opt-in
+# with the scripts' --large). `make bench` runs the default set one after another.
+bench: bench-index bench-analyze bench-search bench-vector bench-portrait bench-llm bench-quant bench-speculative bench-lora
+
+bench-index: install
+	$(PY) benchmarks/index_throughput.py --photos 2000 --repeats 3
+bench-analyze: install
+	$(PY) benchmarks/analyze_throughput.py --photos 300
+bench-search: install
+	$(PY) benchmarks/search_eval.py
+bench-vector: install
+	$(PY) benchmarks/vector_search.py
+bench-portrait: install
+	$(PY) benchmarks/portrait_eval.py --repeats 5
+bench-llm: install
+	$(PY) benchmarks/llm_decode.py --repeats 3
+bench-quant: install
+	$(PY) benchmarks/quantization.py
+bench-speculative: install
+	$(PY) benchmarks/speculative.py
+bench-lora: install
+	$(PY) benchmarks/lora_train.py
+
+# The memory-titles adapter: teacher targets (Qwen2.5-1.5B, resumable), LoRA training on SmolLM2-135M, held-out report.
+titles-adapter: install models-large
+	$(PY) -m albumen.llm.train.titles_adapter
 
 clean-demo:
 	rm -rf $(DEMO_DIR) $(DEMO_DATA)
