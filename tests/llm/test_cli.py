@@ -151,3 +151,54 @@ def test_models_lists_presets(tmp_path: Path) -> None:
     res = _run(tmp_path, "models")
     assert res.exit_code == 0
     assert "smollm2-135m" in res.stdout and "qwen2.5-1.5b" in res.stdout
+
+
+def _saved_adapter(folder: Path, out: Path) -> Path:
+    """A non-trivial LoRA adapter for the tiny model, saved in PEFT format."""
+    import torch
+
+    from albumen.llm.adapters.config import AdapterConfig
+    from albumen.llm.adapters.registry import AdapterRegistry
+
+    model, _ = load_model(folder)
+    reg = AdapterRegistry(model)
+    reg.add("a", AdapterConfig(r=2, alpha=4, target_modules=("q_proj", "v_proj")))
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+    reg.save("a", out)
+    return out
+
+
+def test_generate_with_an_adapter_equals_the_engine_with_it_active(tmp_path: Path, folder: Path) -> None:
+    from albumen.llm.adapters.registry import AdapterRegistry
+
+    adapter = _saved_adapter(folder, tmp_path / "adapter")
+    res = _run(tmp_path, "generate", "--model", str(folder), "--adapter", str(adapter), "--max-tokens", "12", "hi")
+    assert res.exit_code == 0, res.output
+    model, tok = load_model(folder)
+    plain = generate(model, tok, "hi", SamplingConfig(max_new_tokens=12), chat=True).text
+    reg = AdapterRegistry(model)
+    reg.load("a", adapter)
+    reg.activate("a")
+    adapted = generate(model, tok, "hi", SamplingConfig(max_new_tokens=12), chat=True).text
+    assert adapted != plain  # the adapter changes the output, so the test can tell it was applied
+    assert res.stdout == adapted + "\n"
+
+
+def test_generate_system_message_goes_through_the_chat_template(tmp_path: Path, folder: Path) -> None:
+    res = _run(tmp_path, "generate", "--model", str(folder), "--system", "Be brief.", "--max-tokens", "8", "hi")
+    assert res.exit_code == 0, res.output
+    model, tok = load_model(folder)
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]
+    assert res.stdout == generate(model, tok, messages, SamplingConfig(max_new_tokens=8)).text + "\n"
+    raw = _run(tmp_path, "generate", "--model", str(folder), "--system", "x", "--raw", "hi")
+    assert raw.exit_code != 0 and "--system" in raw.output
+
+
+def test_missing_adapter_is_a_clear_error(tmp_path: Path, folder: Path) -> None:
+    res = _run(tmp_path, "generate", "--model", str(folder), "--adapter", str(tmp_path / "nope"), "hi")
+    assert res.exit_code != 0
+    assert "cannot load adapter" in res.output

@@ -30,7 +30,7 @@ class LoadedModel:
 
 
 def load_for_cli(ctx: typer.Context, model: Optional[str], dtype: Optional[str],
-                 threads: Optional[int] = None) -> LoadedModel:
+                 threads: Optional[int] = None, adapter: Optional[Path] = None) -> LoadedModel:
     """Resolve ``--model``/``--dtype`` against the config and load, turning every load error into a clear exit.
 
     ``threads`` sets torch's thread count for the rest of the command (None: torch's default, all cores).
@@ -58,7 +58,21 @@ def load_for_cli(ctx: typer.Context, model: Optional[str], dtype: Optional[str],
         loaded, tokenizer = load_model(name, torch_dtype, models_dir)
     except (FileNotFoundError, ValueError, OSError, PresetError, KeyError) as exc:
         fail(f"cannot load model {name!r}: {exc}")
+    if adapter is not None:
+        _activate_adapter(loaded, adapter)
     return LoadedModel(name, loaded, tokenizer, time.perf_counter() - start)
+
+
+def _activate_adapter(model: Any, path: Path) -> None:
+    """Load a PEFT-format adapter folder onto the frozen base and make it the active one."""
+    from albumen.llm.adapters.registry import AdapterRegistry
+
+    registry = AdapterRegistry(model)
+    try:
+        registry.load("cli", path)
+    except (FileNotFoundError, ValueError, KeyError, OSError) as exc:
+        fail(f"cannot load adapter {str(path)!r}: {exc}")
+    registry.activate("cli")
 
 
 def sampling_from_flags(ctx: typer.Context, **flags: Any) -> Any:
@@ -141,6 +155,9 @@ def register(app: typer.Typer) -> None:
                                                           "multi-threaded one waits for a descheduled worker."),
         speculative: Optional[str] = typer.Option(
             None, "--speculative", help="Lossless speculative decoding with a drafter: model:NAME, lookup or head."),
+        adapter: Optional[Path] = typer.Option(None, "--adapter", help="A LoRA/DoRA adapter folder (PEFT format) "
+                                                                        "to activate on the model."),
+        system: Optional[str] = typer.Option(None, "--system", help="A system message (with the chat template)."),
     ) -> None:
         """Generate a completion of PROMPT and stream it to stdout."""
         from albumen.llm.generate import GenerationResult, stream
@@ -151,7 +168,11 @@ def register(app: typer.Typer) -> None:
                                   repetition_penalty=repetition_penalty, max_new_tokens=max_tokens, seed=seed,
                                   stop=tuple(stop))
         schema = _read_schema(json_schema) if json_schema else None
-        lm = load_for_cli(ctx, model, dtype, threads)
+        lm = load_for_cli(ctx, model, dtype, threads, adapter)
+        if system is not None:
+            if not chat:
+                fail("--system needs the chat template (drop --raw)")
+            text = [{"role": "system", "content": system}, {"role": "user", "content": text}]  # type: ignore[assignment]
         if speculative is not None:
             if schema is not None:
                 fail("--speculative cannot be combined with --json-schema")
@@ -181,6 +202,7 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         model: Optional[str] = typer.Option(None, "--model", help="Preset, .gguf file, model or quantized folder."),
         system: Optional[str] = typer.Option(None, "--system", help="A system message."),
+        adapter: Optional[Path] = typer.Option(None, "--adapter", help="A LoRA/DoRA adapter folder (PEFT format)."),
         temperature: Optional[float] = typer.Option(None, "--temperature", help="0 = greedy."),
         max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Most new tokens per reply."),
         seed: Optional[int] = typer.Option(None, "--seed"),
@@ -194,7 +216,7 @@ def register(app: typer.Typer) -> None:
         from albumen.llm.generate import GenerationResult, stream
 
         cfg = sampling_from_flags(ctx, temperature=temperature, max_new_tokens=max_tokens, seed=seed)
-        lm = load_for_cli(ctx, model, dtype, threads)
+        lm = load_for_cli(ctx, model, dtype, threads, adapter)
         base = [{"role": "system", "content": system}] if system else []
         history: list[dict[str, str]] = list(base)
         interactive = sys.stdin.isatty()
