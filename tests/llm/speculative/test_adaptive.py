@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from albumen.llm.speculative.adaptive import AdaptiveDraftLength, SpeculativeConfig, expected_tokens
+from albumen.llm.speculative.adaptive import AdaptiveDraftLength, SpeculativeConfig, StepCosts, expected_tokens
 
 
 def test_expected_tokens_formula() -> None:
@@ -22,8 +22,12 @@ def test_good_drafts_lengthen_and_bad_drafts_stop_speculation() -> None:
         k = ctl.next_k()
         ctl.update(k, 0)  # everything rejected
     assert ctl.k == 0
-    ks = [ctl.next_k() for _ in range(16)]
-    assert ks.count(1) == 2 and ks.count(0) == 14  # a probe every 8 steps
+    ks = []
+    for _ in range(64):
+        ks.append(ctl.next_k())
+        ctl.update(ks[-1], 0)
+    assert 1 <= ks.count(1) <= 4  # probes, each failed one doubling the wait (8, 16, 32, ...)
+    assert ks.count(1) < ks.count(0)
 
 
 def test_expensive_drafts_need_a_higher_rate() -> None:
@@ -40,3 +44,78 @@ def test_fixed_length_when_not_adaptive() -> None:
     assert ctl.next_k() == 3
     with pytest.raises(ValueError):
         SpeculativeConfig(k=9, k_max=8)
+
+
+class FakeClock:
+    """A clock the test advances by hand: the controller's measured costs come only from the test's numbers."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _run(ctl: AdaptiveDraftLength, steps: int, accept, verify_s, draft_tok_s: float) -> list[int]:
+    """Drive the controller like the decoding loop: ``accept(k)`` drafts kept, times from the cost functions."""
+    ks = []
+    for _ in range(steps):
+        k = ctl.next_k()
+        ks.append(k)
+        ctl.update(k, accept(k), draft_tok_s * k, verify_s(k))
+    return ks
+
+
+def test_poor_drafter_falls_back_to_plain_decoding_and_probes_rarely() -> None:
+    ctl = AdaptiveDraftLength(SpeculativeConfig(k=4), draft_cost=0.0, clock=FakeClock())
+    # Verification of k + 1 rows costs 10 ms + 2 ms per extra row; a drafted token 3 ms; nothing is ever accepted.
+    ks = _run(ctl, 200, lambda k: 0, lambda k: 0.010 + 0.002 * k, 0.003)
+    assert ks[:2] == [0, 4]  # a measured plain step first, then the configured length
+    assert max(ks[3:]) <= 1 and ks[-1] in (0, 1)  # back to plain decoding within a couple of steps
+    assert ks[3:].count(1) <= 6  # probes back off: 8, 16, 32, 64, 64 steps apart
+    assert ctl.probes == ks[3:].count(1)
+    assert ctl.draft_cost_estimate == pytest.approx(0.3)
+    assert ctl.verify_cost_estimate == pytest.approx(0.2)
+
+
+def test_good_cheap_drafter_lengthens_drafts() -> None:
+    ctl = AdaptiveDraftLength(SpeculativeConfig(k=2), draft_cost=0.5, clock=FakeClock())
+    ks = _run(ctl, 40, lambda k: k, lambda k: 0.010 + 0.0005 * k, 0.0002)
+    assert ks[-1] == ctl.cfg.k_max and min(ks[1:]) >= 2
+
+
+def test_measured_costs_override_the_prior() -> None:
+    """The drafter claims to be free, but measured drafts cost as much as a target step: a 50 % rate does not pay."""
+    ctl = AdaptiveDraftLength(SpeculativeConfig(k=3, prior_rate=0.5), draft_cost=0.0, clock=FakeClock())
+    unmeasured = AdaptiveDraftLength(SpeculativeConfig(k=3, prior_rate=0.5), draft_cost=0.0)
+    unmeasured.update(2, 1)
+    assert unmeasured.k > 0  # the prior alone says: speculate
+    _run(ctl, 20, lambda k: k // 2, lambda k: 0.010 + 0.001 * k, 0.010)
+    assert ctl.k == 0
+
+
+def test_rate_recovery_brings_speculation_back() -> None:
+    ctl = AdaptiveDraftLength(SpeculativeConfig(k=4), draft_cost=0.0, clock=FakeClock())
+    _run(ctl, 30, lambda k: 0, lambda k: 0.010 + 0.001 * k, 0.0001)
+    assert ctl.k == 0
+    ks = _run(ctl, 80, lambda k: k, lambda k: 0.010 + 0.001 * k, 0.0001)  # drafts become perfect
+    assert ks[-1] >= 4
+
+
+def test_costs_are_shared_across_sequences() -> None:
+    """A second controller with the first one's measurements skips the plain measuring step and starts informed."""
+    costs = StepCosts(7)
+    first = AdaptiveDraftLength(SpeculativeConfig(k=4), draft_cost=0.0, clock=FakeClock(), costs=costs)
+    _run(first, 10, lambda k: 0, lambda k: 0.010 + 0.010 * k, 0.0001)
+    second = AdaptiveDraftLength(SpeculativeConfig(k=4), draft_cost=0.0, clock=FakeClock(), costs=costs)
+    assert second.costs is costs and second.next_k() == 4
+    second.update(4, 0, 0.0004, 0.05)
+    assert second.k == 0  # one rejected block is enough once blocks are known to be dear
+
+
+def test_decoding_loop_reports_timings_from_the_clock() -> None:
+    """The loop times with the controller's clock; a fake clock that never moves still decodes losslessly."""
+    ctl = AdaptiveDraftLength(SpeculativeConfig(), draft_cost=0.1, clock=FakeClock())
+    assert ctl.clock() == 0.0
+    ctl.update(4, 4, 0.0, 0.0)
+    assert ctl.k in range(ctl.cfg.k_max + 1)

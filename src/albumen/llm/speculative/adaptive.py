@@ -1,19 +1,33 @@
-"""Choosing the draft length from the running acceptance rate, so that poor drafts cost little.
+"""Choosing the draft length from the running acceptance rate and the measured costs, so that poor drafts cost little.
 
-With a per-token acceptance rate a, drafting k tokens yields on average (1 - a^(k+1)) / (1 - a) tokens per target
-step (the accepted prefix plus the target's own token), at a cost of 1 + (c + v) k target steps, where c is one
-drafted token's cost and v the extra cost of verifying one more position. The controller picks the k that maximises
-tokens per unit cost; k = 0 is plain decoding. While at k = 0 it probes with k = 1 every ``probe_every`` steps so
-that it notices when drafts become good again.
+With a per-token acceptance rate a, drafting k tokens yields on average E(a, k) = (1 - a^(k+1)) / (1 - a) tokens per
+target step (the accepted prefix plus the target's own token). The controller picks the k in 0..k_max that maximises
+tokens per second, E(a, k) / (V(k) + D(k)), where V(k) is the time of one verification of a block of k + 1 positions
+(the target forward plus the acceptance rule) and D(k) the time the drafter takes to propose k tokens (its own
+bookkeeping included: index updates, cache catch-up). k = 0 is plain decoding.
 
-This module knows nothing about models or tokens; it is deterministic (no clocks), so seeded runs repeat.
+Costs are measured online: the decoding loop reports each step's draft and verify durations (``update``), timed with
+``clock`` (default ``time.perf_counter``; tests pass a fake clock). V is an exponentially weighted mean per block size;
+sizes not seen yet are interpolated linearly between measured sizes, or extrapolated from the nearest one with the
+prior shape 1 + v k; D is k times an exponentially weighted mean draft time per drafted token. The first step of a
+controller with no measurements is a plain one (k = 0), so that speculation is always judged against a measured plain
+step (on a small model a block of 2 rows can cost 1.6x one row, far from the prior). The measured costs (``StepCosts``)
+outlive one sequence: the loop keeps them per drafter and target. Before any measurement the prior relative costs are used
+(c: ``draft_cost`` or the drafter's own estimate, v: ``verify_cost``, both relative to one target step).
+
+While at k = 0 the controller probes with k = 1 after ``probe_every`` steps; each rejected probe doubles the wait
+(8, 16, 32, ... up to ``probe_max``), so a useless drafter costs almost nothing.
+The draft length never changes the output (the acceptance rule is exact), only the speed. With ``measure=False`` the
+costs stay at the priors and the loop is deterministic (no clocks), so seeded sampled runs repeat exactly.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["AdaptiveDraftLength", "SpeculativeConfig", "expected_tokens"]
+__all__ = ["AdaptiveDraftLength", "SpeculativeConfig", "StepCosts", "expected_tokens"]
 
 
 @dataclass(frozen=True)
@@ -26,15 +40,20 @@ class SpeculativeConfig:
     prior_rate: float = 0.6  # acceptance rate assumed before any evidence
     prior_weight: float = 2.0  # how many drafted tokens that prior is worth
     decay: float = 0.8  # per target step: older evidence fades
-    verify_cost: float = 0.03  # extra target cost per verified position, relative to one step
-    draft_cost: float | None = None  # None: the drafter's own estimate
-    probe_every: int = 8
+    verify_cost: float = 0.03  # prior: extra target cost per verified position, relative to one step
+    draft_cost: float | None = None  # prior: None takes the drafter's own estimate
+    probe_every: int = 8  # first wait at k = 0 before a k = 1 probe
+    probe_max: int = 64  # the wait doubles after each failed probe, up to this
+    measure: bool = True  # time draft and verify steps and choose k from the measured costs
+    time_weight: float = 0.3  # weight of the newest timing in the exponentially weighted means
 
     def __post_init__(self) -> None:
         if not 0 <= self.k <= self.k_max:
             raise ValueError(f"need 0 <= k <= k_max, got k={self.k}, k_max={self.k_max}")
         if not 0 < self.decay <= 1 or not 0 <= self.prior_rate <= 1:
             raise ValueError("decay must be in (0, 1] and prior_rate in [0, 1]")
+        if not 0 < self.time_weight <= 1 or not 1 <= self.probe_every <= self.probe_max:
+            raise ValueError("need 0 < time_weight <= 1 and 1 <= probe_every <= probe_max")
 
 
 def expected_tokens(rate: float, k: int) -> float:
@@ -44,44 +63,132 @@ def expected_tokens(rate: float, k: int) -> float:
     return (1.0 - rate ** (k + 1)) / (1.0 - rate)
 
 
-class AdaptiveDraftLength:
-    """Running acceptance statistics and the draft length they call for."""
+def _ewma(old: float | None, new: float, weight: float) -> float:
+    return new if old is None else (1.0 - weight) * old + weight * new
 
-    def __init__(self, cfg: SpeculativeConfig, draft_cost: float) -> None:
+
+class StepCosts:
+    """Measured step times: an exponentially weighted verify time per draft length and draft time per drafted token.
+
+    They describe the target, the drafter and the machine, not the prompt, so the decoding loop shares one instance
+    across the sequences decoded with the same target and drafter."""
+
+    def __init__(self, k_max: int) -> None:
+        self.verify_s: list[float | None] = [None] * (k_max + 1)  # per draft length k (a block of k + 1 rows)
+        self.draft_tok_s: float | None = None  # seconds per drafted token, the drafter's bookkeeping included
+
+    def record(self, drafted: int, draft_s: float | None, verify_s: float | None, weight: float) -> None:
+        if verify_s is not None and verify_s > 0 and drafted < len(self.verify_s):  # a coarse clock may read 0
+            self.verify_s[drafted] = _ewma(self.verify_s[drafted], verify_s, weight)
+        if draft_s is not None and draft_s >= 0 and drafted > 0:
+            self.draft_tok_s = _ewma(self.draft_tok_s, draft_s / drafted, weight)
+
+
+class AdaptiveDraftLength:
+    """Running acceptance statistics, measured costs, and the draft length they call for."""
+
+    def __init__(self, cfg: SpeculativeConfig, draft_cost: float,
+                 clock: Callable[[], float] = time.perf_counter, costs: StepCosts | None = None) -> None:
         self.cfg = cfg
+        self.clock = clock
         self.cost = cfg.draft_cost if cfg.draft_cost is not None else draft_cost
         self.accepted = cfg.prior_rate * cfg.prior_weight
         self.tried = cfg.prior_weight
         self.k = cfg.k
+        self.probes = 0  # k = 1 probes made while at 0
         self._idle = 0
+        self._wait = cfg.probe_every
+        self._probing = False
+        self.costs = costs if costs is not None and len(costs.verify_s) == cfg.k_max + 1 else StepCosts(cfg.k_max)
+        self._plain_first = cfg.adaptive and cfg.measure and self.costs.verify_s[0] is None
 
     @property
     def rate(self) -> float:
         return self.accepted / self.tried if self.tried > 0 else self.cfg.prior_rate
 
-    def update(self, drafted: int, accepted: int) -> None:
-        """Record one verification: ``drafted`` tokens proposed, the first ``accepted`` kept."""
-        if drafted == 0:  # nothing was proposed: no evidence either way
+    def update(self, drafted: int, accepted: int, draft_s: float | None = None, verify_s: float | None = None) -> None:
+        """Record one verification: ``drafted`` tokens proposed, the first ``accepted`` kept, and (optionally) how
+        long drafting and verifying took, in the units of ``clock``."""
+        self.costs.record(drafted, draft_s, verify_s, self.cfg.time_weight)
+        probing, self._probing = self._probing, False
+        if drafted == 0:  # nothing was proposed: no evidence about the drafts
             return
         examined = min(accepted + 1, drafted)  # tokens after the first rejection were never judged
         self.accepted = self.cfg.decay * self.accepted + accepted
         self.tried = self.cfg.decay * self.tried + examined
         if self.cfg.adaptive:
-            self.k = self._best_k()
+            self.k = self.best_k()
+            if self.k > 0:
+                self._wait = self.cfg.probe_every
+            elif probing and accepted == 0:  # a rejected probe makes the next one wait twice as long
+                self._wait = min(2 * self._wait, self.cfg.probe_max)
 
     def next_k(self) -> int:
         """The draft length for the next step (a k = 1 probe now and then while at 0)."""
+        if self._plain_first:  # measure a plain step first: every other cost is judged against it
+            self._plain_first = False
+            return 0
         if self.k > 0:
             self._idle = 0
             return self.k
         self._idle += 1
-        if self._idle >= self.cfg.probe_every:
+        if self._idle >= self._wait:
             self._idle = 0
+            self._probing = True
+            self.probes += 1
             return 1
         return 0
 
-    def _best_k(self) -> int:
+    def _verify_times(self) -> list[float]:
+        v = self.cfg.verify_cost
+        measured = [j for j, t in enumerate(self.costs.verify_s) if t is not None]
+        verify = []
+        for k in range(self.cfg.k_max + 1):
+            t = self.costs.verify_s[k]
+            if t is not None:
+                verify.append(t)
+            elif not measured:
+                verify.append(1.0 + v * k)
+            else:
+                lo = [m for m in measured if m < k]
+                hi = [m for m in measured if m > k]
+                if lo and hi:  # between two measured sizes: linear
+                    a, b = lo[-1], hi[0]
+                    ta, tb = self.costs.verify_s[a], self.costs.verify_s[b]
+                    verify.append(ta + (tb - ta) * (k - a) / (b - a))
+                else:  # beyond them: the prior shape 1 + v k from the nearest one
+                    j = lo[-1] if lo else hi[0]
+                    verify.append(self.costs.verify_s[j] * (1.0 + v * k) / (1.0 + v * j))
+        for k in range(1, len(verify)):  # a longer block never verifies faster (timing noise aside)
+            verify[k] = max(verify[k], verify[k - 1])
+        return verify
+
+    def step_times(self) -> list[float]:
+        """Predicted time of one step (draft + verify) for k = 0..k_max: seconds once measured, else target steps."""
+        verify = self._verify_times()
+        per_token = self.costs.draft_tok_s
+        if per_token is None or all(t is None for t in self.costs.verify_s):
+            per_token = self.cost * verify[0]
+        return [verify[k] + per_token * k for k in range(len(verify))]
+
+    @property
+    def draft_cost_estimate(self) -> float:
+        """c: one drafted token's cost relative to a plain (k = 0) target step, as currently estimated."""
+        verify, step = self._verify_times(), self.step_times()
+        return (step[1] - verify[1]) / verify[0]
+
+    @property
+    def verify_cost_estimate(self) -> float:
+        """v: the cost of one more verified position relative to a plain target step, as currently estimated."""
+        known = [k for k, t in enumerate(self.costs.verify_s) if t is not None]
+        if len(known) < 2:
+            return self.cfg.verify_cost
+        verify = self._verify_times()
+        lo, hi = known[0], known[-1]
+        return (verify[hi] - verify[lo]) / (hi - lo) / verify[0]
+
+    def best_k(self) -> int:
         rate = self.rate
-        per_token = self.cost + self.cfg.verify_cost
-        scores = [expected_tokens(rate, k) / (1.0 + per_token * k) for k in range(self.cfg.k_max + 1)]
+        times = self.step_times()
+        scores = [expected_tokens(rate, k) / times[k] for k in range(len(times))]
         return max(range(len(scores)), key=scores.__getitem__)

@@ -10,7 +10,7 @@ The loop, per target step::
 
 The target's static KV cache rolls back for free: the next block is written from the first unaccepted position, and
 attention never reads beyond its own position (kv_cache.py). Drafters roll back their own caches. The draft length
-follows the running acceptance rate (adaptive.py). Greedy output is token-identical to plain greedy decoding; sampled
+follows the running acceptance rate and the measured draft and verify times (adaptive.py). Greedy output is token-identical to plain greedy decoding; sampled
 output has exactly the target's distribution (repetition penalty included). Guided-JSON constraints are not
 supported here: use plain ``generate`` for them.
 
@@ -20,6 +20,7 @@ This module knows nothing about model files; tokenizers only for the text-level 
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -28,7 +29,7 @@ import torch
 from albumen.llm.generate import GenerationResult, GenerationStats, TextAssembler, _prompt_ids, prefill
 from albumen.llm.model import Transformer
 from albumen.llm.sampling import SamplingConfig, apply_repetition_penalty, logits_to_probs, sample
-from albumen.llm.speculative.adaptive import AdaptiveDraftLength, SpeculativeConfig
+from albumen.llm.speculative.adaptive import AdaptiveDraftLength, SpeculativeConfig, StepCosts
 from albumen.llm.speculative.drafters.base import Draft, Drafter
 from albumen.llm.speculative.rule import greedy_verify, speculative_verify
 from albumen.llm.tokenizer import Tokenizer
@@ -87,6 +88,23 @@ def _verify(
     return speculative_verify(ids, draft.probs, logits_to_probs(scores, cfg), gen)
 
 
+_COSTS: weakref.WeakKeyDictionary[Drafter, tuple[int, StepCosts]] = weakref.WeakKeyDictionary()
+
+
+def _shared_costs(drafter: Drafter, target: Transformer, spec: SpeculativeConfig) -> StepCosts | None:
+    """The measured step costs of this drafter with this target, kept across sequences (None: start afresh)."""
+    if not spec.measure:
+        return None
+    try:
+        kept = _COSTS.get(drafter)
+    except TypeError:  # not weakly referenceable
+        return None
+    if kept is None or kept[0] != id(target) or len(kept[1].verify_s) != spec.k_max + 1:
+        kept = (id(target), StepCosts(spec.k_max))
+        _COSTS[drafter] = kept
+    return kept[1]
+
+
 def speculative_decode(
     target: Transformer,
     drafter: Drafter,
@@ -111,7 +129,8 @@ def speculative_decode(
     target.setup_caches(1, cache_len)
     gen = torch.Generator().manual_seed(cfg.seed) if cfg.seed is not None else None
     eos = set() if cfg.ignore_eos else set(eos_ids)
-    control = AdaptiveDraftLength(spec, drafter.cost)
+    control = AdaptiveDraftLength(spec, drafter.cost, costs=_shared_costs(drafter, target, spec))
+    clock = control.clock
     tokens = list(prompt_ids)
     drafter.start(target, prompt_ids, cache_len)
     try:
@@ -129,21 +148,25 @@ def speculative_decode(
             while stats.new_tokens < cfg.max_new_tokens:
                 # Never draft past max_new_tokens or the cache: the target's own token always comes on top.
                 k = min(control.next_k(), cfg.max_new_tokens - stats.new_tokens - 1)
-                t_draft = time.perf_counter()
+                t_draft = clock()
                 draft = drafter.propose(tokens, k, cfg, gen) if k > 0 else Draft([])
                 draft = Draft(draft.tokens[:k], None if draft.probs is None else draft.probs[:k])
-                t_verify = time.perf_counter()
+                t_verify = clock()
                 pos = len(tokens) - 1  # the last accepted token is not in the target's cache yet
                 block = torch.tensor([[tokens[-1], *draft.tokens]])  # (1, k+1)
                 logits = target(block, torch.arange(pos, pos + block.shape[1]))[0]  # (k+1, V)
                 n, token = _verify(draft, logits, cfg, tokens, gen)
+                t_done = clock()
                 stats.draft_s += t_verify - t_draft
-                stats.verify_s += time.perf_counter() - t_verify
+                stats.verify_s += t_done - t_verify
                 stats.target_steps += 1
                 stats.drafted += len(draft)
                 stats.accepted += n
                 stats.draft_lengths.append(len(draft))
-                control.update(len(draft), n)
+                if spec.measure:  # measured costs steer the draft length (never the output)
+                    control.update(len(draft), n, t_verify - t_draft, t_done - t_verify)
+                else:
+                    control.update(len(draft), n)
                 for t in [*draft.tokens[:n], token]:
                     stats.new_tokens += 1
                     stats.decode_s = time.perf_counter() - t0
