@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 
 __all__ = ["quiet_third_party"]
 
@@ -28,3 +29,5 @@ def quiet_third_party() -> None:
         os.environ.setdefault(key, value)
     for name in _NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+    # MediaPipe 0.10.14 calls a protobuf API that protobuf 4 deprecates; nothing a user can do about it.
+    warnings.filterwarnings("ignore", message=r"SymbolDatabase\.GetPrototype\(\) is deprecated")
