@@ -108,9 +108,13 @@ def test_costs_are_shared_across_sequences() -> None:
     first = AdaptiveDraftLength(SpeculativeConfig(k=4), draft_cost=0.0, clock=FakeClock(), costs=costs)
     _run(first, 10, lambda k: 0, lambda k: 0.010 + 0.010 * k, 0.0001)
     second = AdaptiveDraftLength(SpeculativeConfig(k=4), draft_cost=0.0, clock=FakeClock(), costs=costs)
-    assert second.costs is costs and second.next_k() == 4
-    second.update(4, 0, 0.0004, 0.05)
-    assert second.k == 0  # one rejected block is enough once blocks are known to be dear
+    assert second.costs is costs
+    assert second.next_k() == 0  # blocks are known to cost 1 + k plain steps: even a 60 % rate does not pay
+    cheap = StepCosts(7)
+    third = AdaptiveDraftLength(SpeculativeConfig(k=1), draft_cost=0.0, clock=FakeClock(), costs=cheap)
+    _run(third, 10, lambda k: k, lambda k: 0.010 + 0.0001 * k, 0.0001)
+    fourth = AdaptiveDraftLength(SpeculativeConfig(k=1), draft_cost=0.0, clock=FakeClock(), costs=cheap)
+    assert fourth.next_k() > 1  # cheap blocks: start longer than the configured k
 
 
 def test_decoding_loop_reports_timings_from_the_clock() -> None:

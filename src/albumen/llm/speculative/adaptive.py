@@ -101,6 +101,8 @@ class AdaptiveDraftLength:
         self._probing = False
         self.costs = costs if costs is not None and len(costs.verify_s) == cfg.k_max + 1 else StepCosts(cfg.k_max)
         self._plain_first = cfg.adaptive and cfg.measure and self.costs.verify_s[0] is None
+        if cfg.adaptive and cfg.measure and not self._plain_first:  # costs already measured: start from the best k at the prior rate
+            self.k = self.best_k()
 
     @property
     def rate(self) -> float:
