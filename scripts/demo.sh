@@ -25,7 +25,12 @@ done
 PORTRAIT_IN=$(.venv/bin/python -c "import json,sys; g=json.load(open(sys.argv[1])); print(sys.argv[1].rsplit('/',1)[0] + '/' + next(iter(g['people'].values()))['photos'][0])" "$LIB/ground_truth.json")
 step "portrait mode: $PORTRAIT_IN -> build/demo-portrait.jpg"
 "${ALB[@]}" portrait "$PORTRAIT_IN" build/demo-portrait.jpg --overwrite
-step "on-device LLM: a memory title as guided JSON (SmolLM2-135M)"
+FACTS=$'Kind: trip\nDates: 12-19 June 2024\nPlaces: Lisbon (Lisbon, Portugal)\nPeople: Anna, Tom\nScenes: beach, sunset, seafood\nPhotos: 84'
+SYSTEM=$(.venv/bin/python -c "from albumen.llm.train.datasets.titles import SYSTEM_PROMPT; print(SYSTEM_PROMPT)")
+step "on-device LLM: a memory title as guided JSON, SmolLM2-135M base model"
 "${ALB[@]}" llm generate --model smollm2-135m --max-tokens 48 --json-schema scripts/title.schema.json \
-  "Write a short title and subtitle for a photo memory: a trip to Lisbon, Portugal in June 2024 with Anna and Tom; beach, sunset, seafood."
+  --system "$SYSTEM" "$FACTS"
+step "the same with the memory-titles LoRA adapter (assets/adapters/titles)"
+"${ALB[@]}" llm generate --model smollm2-135m --max-tokens 48 --json-schema scripts/title.schema.json \
+  --adapter assets/adapters/titles --system "$SYSTEM" "$FACTS"
 echo
