@@ -12,8 +12,9 @@ sizes not seen yet are interpolated linearly between measured sizes, or extrapol
 prior shape 1 + v k; D is k times an exponentially weighted mean draft time per drafted token. The first step of a
 controller with no measurements is a plain one (k = 0), so that speculation is always judged against a measured plain
 step (on a small model a block of 2 rows can cost 1.6x one row, far from the prior). The measured costs (``StepCosts``)
-outlive one sequence: the loop keeps them per drafter and target. Before any measurement the prior relative costs are used
-(c: ``draft_cost`` or the drafter's own estimate, v: ``verify_cost``, both relative to one target step).
+outlive one sequence: the loop keeps them per drafter and target, and a new sequence starts at the best k for the prior
+rate. Before any measurement the prior relative costs are used (c: ``draft_cost`` or the drafter's own estimate,
+v: ``verify_cost``, both relative to one target step).
 
 While at k = 0 the controller probes with k = 1 after ``probe_every`` steps; each rejected probe doubles the wait
 (8, 16, 32, ... up to ``probe_max``), so a useless drafter costs almost nothing.
@@ -101,7 +102,7 @@ class AdaptiveDraftLength:
         self._probing = False
         self.costs = costs if costs is not None and len(costs.verify_s) == cfg.k_max + 1 else StepCosts(cfg.k_max)
         self._plain_first = cfg.adaptive and cfg.measure and self.costs.verify_s[0] is None
-        if cfg.adaptive and cfg.measure and not self._plain_first:  # costs already measured: start from the best k at the prior rate
+        if cfg.adaptive and cfg.measure and not self._plain_first:  # costs known: the best k at the prior rate
             self.k = self.best_k()
 
     @property

@@ -10,9 +10,9 @@ The loop, per target step::
 
 The target's static KV cache rolls back for free: the next block is written from the first unaccepted position, and
 attention never reads beyond its own position (kv_cache.py). Drafters roll back their own caches. The draft length
-follows the running acceptance rate and the measured draft and verify times (adaptive.py). Greedy output is token-identical to plain greedy decoding; sampled
-output has exactly the target's distribution (repetition penalty included). Guided-JSON constraints are not
-supported here: use plain ``generate`` for them.
+follows the running acceptance rate and the measured draft and verify times (adaptive.py). Greedy output is
+token-identical to plain greedy decoding; sampled output has exactly the target's distribution (repetition penalty
+included). Guided-JSON constraints are not supported here: use plain ``generate`` for them.
 
 This module knows nothing about model files; tokenizers only for the text-level wrapper at the bottom.
 """
