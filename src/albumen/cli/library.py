@@ -7,8 +7,6 @@ a one-line note when that module is not there.
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +14,7 @@ from typing import Any, Optional
 
 import typer
 
-from albumen.cli.context import Context, fail
+from albumen.cli.context import Context, fail, open_library, print_json
 
 __all__ = ["register"]
 
@@ -25,23 +23,6 @@ def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False)
-
-
-def _open_existing(ctx: typer.Context) -> Any:
-    """The store of an existing library, or a clear error when there is none yet."""
-    from albumen.library.store import Store, StoreError
-
-    cfg = ctx.obj.config()
-    if not cfg.db_path.exists():
-        fail(f"no library in {cfg.data_dir} yet; run `albumen index PATH` first")
-    try:
-        return Store.open(cfg.db_path)
-    except StoreError as exc:
-        fail(str(exc))
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 def _eta(seconds: float | None) -> str:
@@ -178,7 +159,7 @@ def index_command(
         if ic.analyze and not no_analyze:
             analysis = _run_analyzers(store, cfg, quiet=as_json)
     if as_json:
-        _print_json({**summary.as_dict(), "data_dir": str(cfg.data_dir), "analyzers": analysis})
+        print_json({**summary.as_dict(), "data_dir": str(cfg.data_dir), "analyzers": analysis})
         return
     console = _console()
     console.print(_summary_table(summary))
@@ -194,10 +175,10 @@ def stats_command(
     """What the library holds: photos, duplicates, dates, places, cameras, errors, analyzer outputs."""
     from albumen.library.catalog import library_stats
 
-    with _open_existing(ctx) as store:
+    with open_library(ctx) as store:
         stats = library_stats(store.conn, str(store.data_dir))
     if as_json:
-        _print_json(stats)
+        print_json(stats)
         return
     from rich.table import Table
 
@@ -224,13 +205,13 @@ def ls_command(
     """List indexed photos (one line per distinct photo)."""
     from albumen.library.catalog import list_photos
 
-    with _open_existing(ctx) as store:
+    with open_library(ctx) as store:
         try:
             rows = list_photos(store.conn, limit=limit, offset=offset, order=order)
         except ValueError as exc:
             fail(str(exc))
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     from rich.table import Table
 
@@ -252,10 +233,10 @@ def errors_command(
     """Files that could not be indexed, each with the reason."""
     from albumen.library.catalog import list_errors
 
-    with _open_existing(ctx) as store:
+    with open_library(ctx) as store:
         rows = list_errors(store.conn, kind=kind)
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     if not rows:
         _console().print("no errors recorded")

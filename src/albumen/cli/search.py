@@ -13,21 +13,9 @@ from typing import Any, Optional
 
 import typer
 
-from albumen.cli.context import fail
+from albumen.cli.context import fail, open_library
 
 __all__ = ["register"]
-
-
-def _open_store(ctx: typer.Context) -> Any:
-    from albumen.library.store import Store, StoreError
-
-    cfg = ctx.obj.config()
-    if not cfg.db_path.exists():
-        fail(f"no library in {cfg.data_dir} yet; run `albumen index PATH` first")
-    try:
-        return Store.open(cfg.db_path)
-    except StoreError as exc:
-        fail(str(exc))
 
 
 def _flag_filters(catalog: Any, people: list[str], places: list[str], after: str | None, before: str | None) -> Any:
@@ -133,7 +121,7 @@ def register(app: typer.Typer) -> None:
         settings = SearchSettings(limit=limit)
         if min_score is not None:
             settings.min_score = min_score
-        store = _open_store(ctx)
+        store = open_library(ctx)
         try:
             engine = SearchEngine.from_store(store, TextEmbedder(), settings, parser=_llm_parser(llm),
                                              gazetteer=_gazetteer())
@@ -162,7 +150,7 @@ def register(app: typer.Typer) -> None:
         from albumen.places import haversine_km
         from albumen.search.catalog import SearchCatalog
 
-        store = _open_store(ctx)
+        store = open_library(ctx)
         try:
             catalog = SearchCatalog.from_store(store)
         finally:

@@ -7,31 +7,13 @@ rich table (or JSON with ``--json``). Models and sklearn are imported inside the
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import Any, Optional
 
 import typer
 
-from albumen.cli.context import fail
+from albumen.cli.context import fail, open_library, print_json
 
 __all__ = ["register"]
-
-
-def _open_store(ctx: typer.Context) -> Any:
-    from albumen.library.store import Store, StoreError
-
-    cfg = ctx.obj.config()
-    if not cfg.db_path.exists():
-        fail(f"no library in {cfg.data_dir} yet; run `albumen index PATH` first")
-    try:
-        return Store.open(cfg.db_path)
-    except StoreError as exc:
-        fail(str(exc))
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 def _console() -> Any:
@@ -57,7 +39,7 @@ def analyze_command(
         settings = PipelineSettings.from_config(cfg, only=only, force=force)
     except ValueError as exc:
         fail(str(exc))
-    with _open_store(ctx) as store:
+    with open_library(ctx) as store:
         bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                        TimeRemainingColumn(), disable=as_json, transient=False)
         task = bar.add_task("analyzing", total=None)
@@ -68,7 +50,7 @@ def analyze_command(
         with bar:
             summary = analyze_library(store, cfg, progress, settings=settings)
     if as_json:
-        _print_json(summary)
+        print_json(summary)
         return
     from rich.table import Table
 
@@ -103,10 +85,10 @@ def people_list(
     """People found in the library, most photos first."""
     from albumen.people.edits import list_people
 
-    with _open_store(ctx) as store:
+    with open_library(ctx) as store:
         people = list_people(store, include_hidden=hidden)
     if as_json:
-        _print_json([p.as_dict() for p in people])
+        print_json([p.as_dict() for p in people])
         return
     if not people:
         _console().print("no people yet: run `albumen analyze` (faces) first")
@@ -129,10 +111,10 @@ def people_faces(
     """The faces of one person (face ids for `people split`)."""
     from albumen.people.edits import person_faces
 
-    with _open_store(ctx) as store:
+    with open_library(ctx) as store:
         rows = _edit(person_faces, store, person)
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     from rich.table import Table
 
@@ -152,7 +134,7 @@ def people_name(
     """Name a person."""
     from albumen.people.edits import name_person
 
-    with _open_store(ctx) as store:
+    with open_library(ctx) as store:
         pid = _edit(name_person, store, person, name)
     _console().print(f"person {pid} is now {name!r}" if name.strip() else f"person {pid} has no name now")
 
@@ -165,7 +147,7 @@ def people_merge(
     """Merge people who are the same person; the merge survives re-clustering."""
     from albumen.people.edits import merge_people
 
-    with _open_store(ctx) as store:
+    with open_library(ctx) as store:
         pid = _edit(merge_people, store, target, others)
     _console().print(f"merged {len(others)} into person {pid}")
 
@@ -179,7 +161,7 @@ def people_split(
     """Move some faces of a person to a new person; the split survives re-clustering."""
     from albumen.people.edits import split_person
 
-    with _open_store(ctx) as store:
+    with open_library(ctx) as store:
         new = _edit(split_person, store, person, faces, name)
     _console().print(f"{len(faces)} face(s) moved to new person {new}")
 
@@ -188,7 +170,7 @@ def people_hide(ctx: typer.Context, person: str = typer.Argument(..., help="Pers
     """Hide a person from lists and search."""
     from albumen.people.edits import hide_person
 
-    with _open_store(ctx) as store:
+    with open_library(ctx) as store:
         pid = _edit(hide_person, store, person, True)
     _console().print(f"person {pid} hidden (`albumen people unhide {pid}` shows them again)")
 
@@ -197,7 +179,7 @@ def people_unhide(ctx: typer.Context, person: str = typer.Argument(..., help="Pe
     """Show a hidden person again."""
     from albumen.people.edits import hide_person
 
-    with _open_store(ctx) as store:
+    with open_library(ctx) as store:
         pid = _edit(hide_person, store, person, False)
     _console().print(f"person {pid} visible again")
 
@@ -208,10 +190,10 @@ def people_recluster(
     """Re-cluster every face from scratch, keeping names, hidden people, merges and splits."""
     from albumen.people.grouping import recluster
 
-    with _open_store(ctx) as store:
+    with open_library(ctx) as store:
         out = recluster(store)
     if as_json:
-        _print_json(out)
+        print_json(out)
         return
     _console().print(f"{out['faces']} faces in {out['clusters']} clusters: {out['faces_moved']} moved, "
                      f"{out['new_people']} new people, {out['removed_people']} empty people removed")
