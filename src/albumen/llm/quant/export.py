@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -18,7 +19,7 @@ from torch import Tensor, nn
 
 from albumen.llm.quant.apply import reference_kernels
 
-__all__ = ["OnnxLM", "export_onnx"]
+__all__ = ["OnnxLM", "export_onnx", "greedy_window"]
 
 OPSET = 18
 
@@ -79,6 +80,20 @@ def _strip_debug_metadata(program: Any) -> None:
         node.metadata_props.clear()
 
 
+def greedy_window(logits: Callable[[list[int]], Tensor], prompt: list[int], max_new_tokens: int,
+                  eos_ids: tuple[int, ...] = ()) -> list[int]:
+    """Greedy decoding over an exported whole-sequence graph (no KV cache): re-run the window for every token."""
+    ids = list(prompt)
+    new: list[int] = []
+    for _ in range(max_new_tokens):
+        nxt = int(logits(ids)[-1].argmax())
+        new.append(nxt)
+        ids.append(nxt)
+        if nxt in eos_ids:
+            break
+    return new
+
+
 class OnnxLM:
     """An onnxruntime session over an exported model, with greedy decoding (recomputes the prefix each step)."""
 
@@ -105,12 +120,4 @@ class OnnxLM:
         return torch.from_numpy(out[0, :n])
 
     def greedy(self, prompt: list[int], max_new_tokens: int, eos_ids: tuple[int, ...] = ()) -> list[int]:
-        ids = list(prompt)
-        new: list[int] = []
-        for _ in range(max_new_tokens):
-            nxt = int(self.logits(ids)[-1].argmax())
-            new.append(nxt)
-            ids.append(nxt)
-            if nxt in eos_ids:
-                break
-        return new
+        return greedy_window(self.logits, prompt, max_new_tokens, eos_ids)

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from albumen.llm.quant.apply import reference_kernels
-from albumen.llm.quant.export import _WholeSequence
+from albumen.llm.quant.export import _WholeSequence, greedy_window
 
 __all__ = ["ExecuTorchLM", "executorch_available", "export_executorch"]
 
@@ -67,12 +67,4 @@ class ExecuTorchLM:
         return self.method.execute([padded])[0][0, :n]
 
     def greedy(self, prompt: list[int], max_new_tokens: int, eos_ids: tuple[int, ...] = ()) -> list[int]:
-        ids = list(prompt)
-        new: list[int] = []
-        for _ in range(max_new_tokens):
-            nxt = int(self.logits(ids)[-1].argmax())
-            new.append(nxt)
-            ids.append(nxt)
-            if nxt in eos_ids:
-                break
-        return new
+        return greedy_window(self.logits, prompt, max_new_tokens, eos_ids)
