@@ -7,6 +7,8 @@ interrupted run never leaves a half-written cache. This module knows nothing abo
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import hashlib
 import os
 import shutil
@@ -40,19 +42,13 @@ def cached_folder_for_gguf(gguf_path: str | Path, cache_root: str | Path) -> Pat
         return target
     contents = read_gguf(gguf_path)
     cache_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=cache_root))
-    try:
+
+    def fill(tmp: Path) -> None:
         state = dict(contents.tensors())
         save_folder(tmp, contents.args, state, metadata={"source": gguf_path.name, "cache_version": CACHE_VERSION})
         write_tokenizer_files(contents, tmp)
-        try:
-            os.rename(tmp, target)
-        except OSError:  # another process won the race: keep theirs
-            if not (target / "model.safetensors").is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    _publish(cache_root, target, fill)
     return target
 
 
@@ -76,12 +72,22 @@ def cached_dtype_variant(folder: str | Path, dtype: torch.dtype) -> Path:
         state.update(load_state_dict_mmap(path))
     state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     args = ModelArgs.from_hf_config(json.loads((folder / "config.json").read_text()))
-    tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=folder.parent))
-    try:
+
+    def fill(tmp: Path) -> None:
         save_folder(tmp, args, state, metadata={"source": folder.name, "cache_version": CACHE_VERSION})
         for p in folder.iterdir():
             if p.is_file() and p.suffix != ".safetensors" and p.name not in ("config.json",):
                 shutil.copy2(p, tmp / p.name)
+
+    _publish(folder.parent, target, fill)
+    return target
+
+
+def _publish(parent: Path, target: Path, fill: Callable[[Path], None]) -> None:
+    """Write a cache folder in a private temporary folder, then rename it into place (never half-written)."""
+    tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=parent))
+    try:
+        fill(tmp)
         try:
             os.rename(tmp, target)
         except OSError:  # another process won the race: keep theirs
@@ -90,4 +96,3 @@ def cached_dtype_variant(folder: str | Path, dtype: torch.dtype) -> Path:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return target
