@@ -36,6 +36,7 @@ from albumen.search.evaluation import (
     EvalReport,
     QueryOutcome,
     relevant_paths,
+    split_of,
     summarize,
 )
 
@@ -135,7 +136,7 @@ def run_queries(store: Any, truth: dict[str, Any], paths: dict[int, set[str]], s
         ranked = tuple(_pick(paths.get(h.photo_id, set()), relevant) for h in result.hits)
         o = QueryOutcome(q, ranked, frozenset(relevant))
         outcomes.append(o)
-        rows.append({"query": q.text, "kind": q.kind, "relevant": len(relevant), "returned": len(ranked),
+        rows.append({"query": q.text, "kind": q.kind, "split": split_of(q.text), "relevant": len(relevant), "returned": len(ranked),
                      "rr": round(o.metric("mrr"), 3), "p@5": round(o.metric("precision@5"), 3),
                      "threshold": None if result.threshold is None else round(result.threshold, 3)})
     negatives = []
@@ -234,10 +235,13 @@ def main() -> None:
     print(f"recall@5 target 0.9: {'met' if report.metrics['all']['recall@5'] >= 0.9 else 'NOT met'}")
     if sweep:
         print("\nthreshold sweep (same vectors, same queries): min_z -> all queries / semantic only / negatives")
-        print(f"{'min_z':>6} {'recall@1':>9} {'recall@5':>9} {'mrr':>6} {'sem r@5':>8} {'neg empty':>10} {'neg mean':>9}")
+        print(f"{'min_z':>6} {'recall@1':>9} {'recall@5':>9} {'mrr':>6} {'sem r@5':>8} {'dev r@5':>8} "
+              f"{'held r@5':>9} {'neg empty':>10} {'neg mean':>9}")
         for z, r in sweep:
             a, sem = r.metrics["all"], r.metrics.get("semantic", {})
+            dev, held = r.metrics.get("dev", {}), r.metrics.get("heldout", {})
             print(f"{z:>6} {a['recall@1']:>9.3f} {a['recall@5']:>9.3f} {a['mrr']:>6.3f} {sem.get('recall@5', 0):>8.3f} "
+                  f"{dev.get('recall@5', 0):>8.3f} {held.get('recall@5', 0):>9.3f} "
                   f"{r.negatives_empty:>10.3f} {r.negatives_mean_results:>9.1f}")
     print(f"CLI check `albumen search \"a cat\" --json`: {cli_check(work, 'a cat')}")
     if args.json is not None:

@@ -9,6 +9,7 @@ import pytest
 from albumen.library.sample.sources import CATALOGUE
 from albumen.search.evaluation import (
     EVAL_TODAY,
+    HELDOUT,
     NEGATIVE_QUERIES,
     QUERIES,
     EvalQuery,
@@ -19,6 +20,7 @@ from albumen.search.evaluation import (
     precision_at_k,
     reciprocal_rank,
     relevant_paths,
+    split_of,
     summarize,
 )
 from albumen.search.query import Vocabulary, parse_query
@@ -75,7 +77,9 @@ def test_summarize_groups_and_negatives() -> None:
     fil = EvalQuery("cat in 2025", Want(labels_any=("cat",), years=(2025,)), "filtered")
     outcomes = [QueryOutcome(sem, ("a", "b"), frozenset({"a"})), QueryOutcome(fil, ("b", "c"), frozenset({"a"}))]
     report = summarize(outcomes, negatives=[0, 0, 3, 0], skipped=["nothing"])
-    assert report.counts == {"all": 2, "semantic": 1, "filtered": 1}
+    assert {g: report.counts[g] for g in ("all", "semantic", "filtered")} == {"all": 2, "semantic": 1, "filtered": 1}
+    assert report.counts[split_of("cat")] == 1 + (split_of("cat in 2025") == split_of("cat"))
+    assert report.counts[f"{split_of('cat')}/semantic"] == 1
     assert report.metrics["semantic"]["recall@1"] == 1.0
     assert report.metrics["filtered"]["mrr"] == 0.0
     assert report.metrics["all"]["mrr"] == pytest.approx(0.5)
@@ -95,8 +99,25 @@ def test_query_set_refers_to_real_labels_and_parses() -> None:
         assert set(q.want.labels_any) <= labels, q.text
         assert set(q.want.labels_all) <= labels, q.text
         assert set(q.want.people) <= people, q.text
+        assert set(q.want.sources) <= {s.id for s in CATALOGUE}, q.text
         parsed = parse_query(q.text, vocab, EVAL_TODAY)
         assert parsed.has_filters == (q.kind == "filtered"), q.text
     assert len({q.text for q in QUERIES}) == len(QUERIES)
     negatives = set(NEGATIVE_QUERIES)
     assert not negatives & {q.text for q in QUERIES}
+
+
+def test_split_is_fixed_and_balanced() -> None:
+    """The held-out half is a hash of the text: stable, and neither half is tiny."""
+    assert split_of("a cat") == split_of("a cat")
+    assert {split_of(q.text) for q in QUERIES} == {"dev", HELDOUT}
+    heldout = sum(split_of(q.text) == HELDOUT for q in QUERIES)
+    assert 0.35 < heldout / len(QUERIES) < 0.65
+    for kind in ("semantic", "filtered"):
+        assert {split_of(q.text) for q in QUERIES if q.kind == kind} == {"dev", HELDOUT}
+
+
+def test_want_sources() -> None:
+    photo = {"labels": ["flower"], "source": "mate/Garden", "taken_at": "2024-01-01T10:00:00+00:00"}
+    assert Want(sources=("mate/Garden",)).matches(photo, "Seattle")
+    assert not Want(sources=("mate/Wood",)).matches(photo, "Seattle")
