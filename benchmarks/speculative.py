@@ -99,7 +99,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             batch_invariant_kernels(m)
     sets = {"grounded": grounded_prompts(FACTS, args.prompts, "bench", seed=1),
             "open": open_prompts(args.prompts, "bench", seed=1)}
-    methods = ["plain", *drafters]
+    sets = {name: sets[name] for name in args.sets.split(",")}
+    # A method is a drafter with a draft-length policy; "<drafter>@k0" forces k = 0 (the floor: what speculation costs
+    # when it never drafts).
+    policies = {name: (d, spec) for name, d in drafters.items()}
+    if args.k0:
+        policies.update({f"{name}@k0": (d, SpeculativeConfig(k=0, adaptive=False)) for name, d in drafters.items()})
+    methods = ["plain", *policies]
     rows: list[dict[str, Any]] = []
     _plain(target, tok, "Hello", SamplingConfig(max_new_tokens=4))  # warm-up
     for set_name, prompts in sets.items():
@@ -109,7 +115,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 order = methods[(i + r) % len(methods):] + methods[: (i + r) % len(methods)]
                 for m in order:
                     out = _plain(target, tok, prompt, cfg) if m == "plain" else _spec(
-                        target, tok, drafters[m], prompt, cfg, spec)
+                        target, tok, policies[m][0], prompt, cfg, policies[m][1])
                     runs[m].append(out)
             plain_ids = runs["plain"][0]["ids"]
             plain_rate = statistics.median(x["tok_s"] for x in runs["plain"])
@@ -153,7 +159,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         from albumen.llm.loading import default_models_dir
 
         gguf = resolve_preset(args.target, default_models_dir(), install=False)
-        result["llama_cpp_plain_tok_s"] = _llama_cpp_peer(gguf, sets["grounded"] + sets["open"], args.max_new_tokens,
+        result["llama_cpp_plain_tok_s"] = _llama_cpp_peer(gguf, [p for ps in sets.values() for p in ps], args.max_new_tokens,
                                                           args.threads)
     return result
 
@@ -173,6 +179,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads; on the shared 2-core machine one thread is several times faster than two")
     p.add_argument("--llama-cpp", action="store_true")
+    p.add_argument("--sets", default="grounded,open", help="prompt sets to run (grounded, open)")
+    p.add_argument("--k0", action="store_true", help="also run each drafter forced to k = 0 (the speculation floor)")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     args.target = args.target or ("qwen2.5-1.5b" if args.large else "smollm2-135m")

@@ -123,3 +123,12 @@ def test_decoding_loop_reports_timings_from_the_clock() -> None:
     assert ctl.clock() == 0.0
     ctl.update(4, 4, 0.0, 0.0)
     assert ctl.k in range(ctl.cfg.k_max + 1)
+
+
+def test_fixed_zero_never_probes() -> None:
+    ctl = AdaptiveDraftLength(SpeculativeConfig(k=0, adaptive=False, probe_every=2), draft_cost=0.0)
+    ks = []
+    for _ in range(20):
+        ks.append(ctl.next_k())
+        ctl.update(ks[-1], 0)
+    assert ks == [0] * 20

@@ -172,3 +172,27 @@ def test_model_drafter_cost_is_its_weight_share() -> None:
     big.setup_caches(1, 512)  # caches are not weights
     assert 0.05 < parameter_cost(small, big) < 0.5
     assert parameter_cost(big, small) == 1.0
+
+
+class _CountingDrafter(RandomDrafter):
+    def __init__(self, vocab: int) -> None:
+        super().__init__(vocab)
+        self.calls = 0
+
+    def propose(self, tokens, k, cfg, generator):  # noqa: ANN001
+        self.calls += 1
+        return super().propose(tokens, k, cfg, generator)
+
+
+@pytest.mark.parametrize("cfg", [GREEDY, SamplingConfig(max_new_tokens=30, temperature=0.8, top_p=0.9, seed=3,
+                                                         ignore_eos=True, repetition_penalty=1.2)])
+def test_k0_is_plain_decoding_without_the_drafter(cfg: SamplingConfig) -> None:
+    """A fixed k = 0 runs the plain decode step: the drafter is never asked, no block is verified, and the output
+    (sampled too, same seed) equals plain decoding's."""
+    target = tiny_model(seed=5)
+    prompt = [3, 1, 4, 1, 5]
+    drafter, stats = _CountingDrafter(260), SpeculativeStats()
+    got = list(speculative_decode(target, drafter, prompt, cfg, SpeculativeConfig(k=0, adaptive=False), stats=stats))
+    assert got == plain_tokens(target, prompt, cfg)
+    assert drafter.calls == 0 and stats.drafted == 0
+    assert stats.target_steps == cfg.max_new_tokens - 1 and set(stats.draft_lengths) == {0}

@@ -131,7 +131,7 @@ class AdaptiveDraftLength:
         if self._plain_first:  # measure a plain step first: every other cost is judged against it
             self._plain_first = False
             return 0
-        if self.k > 0:
+        if self.k > 0 or not self.cfg.adaptive:  # a fixed draft length is never probed away from
             self._idle = 0
             return self.k
         self._idle += 1

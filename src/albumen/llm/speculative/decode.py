@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from albumen.llm.generate import GenerationResult, GenerationStats, TextAssembler, _prompt_ids, prefill
+from albumen.llm.generate import (GenerationResult, GenerationStats, TextAssembler, _prompt_ids, decode_one_token,
+                                  prefill)
 from albumen.llm.model import Transformer
 from albumen.llm.sampling import SamplingConfig, apply_repetition_penalty, logits_to_probs, sample
 from albumen.llm.speculative.adaptive import AdaptiveDraftLength, SpeculativeConfig, StepCosts
@@ -86,6 +87,18 @@ def _verify(
     if cfg.greedy:
         return greedy_verify(ids, scores)
     return speculative_verify(ids, draft.probs, logits_to_probs(scores, cfg), gen)
+
+
+_NO_DRAFT = Draft([])
+
+
+def _plain_step(target: Transformer, tokens: Sequence[int], pos: int, cfg: SamplingConfig,
+                gen: torch.Generator | None) -> int:
+    """One plain decode step (k = 0), through the same functions ``generate_tokens`` calls: the last accepted token
+    at ``pos`` -> the next token, sampled exactly as ``sample`` does (repetition penalty over ``tokens``)."""
+    logits = decode_one_token(target, torch.tensor([[tokens[-1]]]), pos)  # (1, V)
+    seen = torch.tensor([tokens]) if cfg.repetition_penalty != 1.0 else None
+    return int(sample(logits, cfg, gen, seen)[0])
 
 
 _COSTS: weakref.WeakKeyDictionary[Drafter, tuple[int, StepCosts]] = weakref.WeakKeyDictionary()
@@ -148,14 +161,19 @@ def speculative_decode(
             while stats.new_tokens < cfg.max_new_tokens:
                 # Never draft past max_new_tokens or the cache: the target's own token always comes on top.
                 k = min(control.next_k(), cfg.max_new_tokens - stats.new_tokens - 1)
-                t_draft = clock()
-                draft = drafter.propose(tokens, k, cfg, gen) if k > 0 else Draft([])
-                draft = Draft(draft.tokens[:k], None if draft.probs is None else draft.probs[:k])
-                t_verify = clock()
                 pos = len(tokens) - 1  # the last accepted token is not in the target's cache yet
-                block = torch.tensor([[tokens[-1], *draft.tokens]])  # (1, k+1)
-                logits = target(block, torch.arange(pos, pos + block.shape[1]))[0]  # (k+1, V)
-                n, token = _verify(draft, logits, cfg, tokens, gen)
+                t_draft = clock()
+                if k <= 0:  # plain step: exactly what plain decoding runs, no drafter and no block bookkeeping
+                    t_verify = t_draft
+                    draft = _NO_DRAFT
+                    n, token = 0, _plain_step(target, tokens, pos, cfg, gen)
+                else:
+                    draft = drafter.propose(tokens, k, cfg, gen)
+                    draft = Draft(draft.tokens[:k], None if draft.probs is None else draft.probs[:k])
+                    t_verify = clock()
+                    block = torch.tensor([[tokens[-1], *draft.tokens]])  # (1, k+1)
+                    logits = target(block, torch.arange(pos, pos + block.shape[1]))[0]  # (k+1, V)
+                    n, token = _verify(draft, logits, cfg, tokens, gen)
                 t_done = clock()
                 stats.draft_s += t_verify - t_draft
                 stats.verify_s += t_done - t_verify

@@ -1,17 +1,19 @@
 """Train the EAGLE-style draft head (drafters/head.py) on the target's own greedy generations, on the CPU.
 
-Two resumable stages, each bounded by ``--minutes`` (run again to continue):
+Resumable stages, each bounded by ``--minutes`` (run again to continue):
 
 1. ``data``: the target answers grounded-story and open-ended prompts (prompts.py, train split) greedily, in batches
    of equal-length prompts; a hook on its last layer records the normed hidden state of every position it fed, so no
    second pass is needed. Each finished batch is one shard file (token ids + fp16 features) in ``--data-dir``.
-2. ``train``: teacher-forced: at position j the head reads (f_j, embed(t_{j+1})) and learns f_{j+1} (smooth L1) and
+2. ``text`` (optional): the target reads real text (text_data.py); shards also record its argmax per position.
+3. ``train``: teacher-forced: at position j the head reads (f_j, embed(t_{j+1})) and learns f_{j+1} (smooth L1) and
    the token t_{j+2} through the target's LM head restricted to the head's vocabulary (cross-entropy), with a little
    feature noise (EAGLE). The vocabulary is the most frequent generated tokens covering 99.5% of them (at most
    ``--vocab``). Checkpoints every ``--save-every`` steps; the final head goes to ``--out`` as fp16 safetensors with
    the measured data and training seconds in its header.
 
     python -m albumen.llm.speculative.train_head data --minutes 8
+    python -m albumen.llm.speculative.train_head text --minutes 8
     python -m albumen.llm.speculative.train_head train --minutes 8
 
 This module knows the training recipe; it knows the model only through ``albumen.llm.loading.load_model``.
@@ -125,22 +127,32 @@ def generate_data(
     return {"new_tokens": made, "seconds": time.perf_counter() - t0, "remaining": len(batches) - processed}
 
 
-def load_shards(data_dir: Path) -> tuple[list[tuple[torch.Tensor, torch.Tensor, int]], float]:
-    """[(tokens (L,), feats (L-1, D) fp16, prompt_len)], and the generation seconds the shards took."""
+Seq = tuple[torch.Tensor, torch.Tensor, int, torch.Tensor]
+
+
+def load_shards(data_dir: Path) -> tuple[list[Seq], float]:
+    """[(tokens (L,), feats (L-1, D) fp16, prompt_len, labels (L-1,))], and the seconds the shards took to make.
+
+    ``labels[j]`` is the target's choice after position j: its argmax where the shard recorded it (teacher-forced
+    text, text_data.py), else the next token (exact for greedy generations, the text itself inside prompts).
+    """
     seqs, seconds = [], 0.0
-    for path in sorted(data_dir.glob("shard-*.pt")):
+    for path in sorted([*data_dir.glob("shard-*.pt"), *data_dir.glob("text-*.pt")]):
         shard = torch.load(path)
         seconds += shard["seconds"]
-        for toks, feats, plen in zip(shard["tokens"], shard["feats"], shard["prompt_len"]):
+        nexts = shard.get("next", [None] * len(shard["tokens"]))
+        for toks, feats, plen, nxt in zip(shard["tokens"], shard["feats"], shard["prompt_len"], nexts):
             if len(toks) >= 4:
-                seqs.append((torch.tensor(toks), feats, plen))
+                toks = torch.tensor(toks)
+                labels = toks[1:] if nxt is None else nxt.long()
+                seqs.append((toks, feats, plen, labels))
     return seqs, seconds
 
 
-def build_vocab(seqs: Sequence[tuple[torch.Tensor, torch.Tensor, int]], max_size: int, coverage: float = 0.995
-                ) -> torch.Tensor:
-    """The most frequent generated tokens, enough to cover ``coverage`` of them (at most ``max_size``), sorted."""
-    counts = Counter(t for toks, _, plen in seqs for t in toks[plen:].tolist())
+def build_vocab(seqs: Sequence[Seq], max_size: int, coverage: float = 0.995) -> torch.Tensor:
+    """The tokens the target chose most often (after the prompts), enough to cover ``coverage`` of its choices (at
+    most ``max_size``), sorted: the head's reduced LM head (FR-Spec)."""
+    counts = Counter(t for _, _, plen, labels in seqs for t in labels[max(0, plen - 1):].tolist())
     total, kept, chosen = sum(counts.values()), 0, []
     for tok, c in counts.most_common(max_size):
         chosen.append(tok)
@@ -183,10 +195,11 @@ def _batch(seqs, idx: Sequence[int], vocab_map: torch.Tensor, max_len: int, embe
     mask (B,T). Position j reads (f_j, t_{j+1}) and predicts f_{j+1} and t_{j+2}."""
     parts = []
     for i in idx:
-        toks, feats, _ = seqs[i]
+        toks, feats, _, labels = seqs[i]
         n = min(len(toks) - 2, max_len)
         start = random.randint(0, len(toks) - 2 - n)
-        parts.append((toks[start + 1 : start + 1 + n], feats[start : start + n + 1].float(), toks[start + 2 : start + 2 + n]))
+        parts.append((toks[start + 1 : start + 1 + n], feats[start : start + n + 1].float(),
+                      labels[start + 1 : start + 1 + n]))
     T = max(len(p[0]) for p in parts)
     B, D = len(parts), parts[0][1].shape[-1]
     ids = torch.zeros(B, T, dtype=torch.long)
@@ -294,7 +307,7 @@ def train_head(
 
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("stage", choices=["data", "train"])
+    p.add_argument("stage", choices=["data", "text", "train"])
     p.add_argument("--target", default="smollm2-135m")
     p.add_argument("--facts", default="assets/titles/facts.jsonl")
     p.add_argument("--grounded", type=int, default=640)
@@ -321,6 +334,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                                 log=lambda line: print(line, flush=True))
         print(json.dumps(summary))
         return
+    if args.stage == "text":
+        from albumen.llm.speculative.text_data import generate_text_data
+
+        print(json.dumps(generate_text_data(target, tok, data_dir, args.minutes,
+                                            log=lambda line: print(line, flush=True))))
+        return
     seqs, gen_s = load_shards(data_dir)
     if not seqs:
         raise SystemExit(f"{data_dir}: no data; run the 'data' stage first")
@@ -328,7 +347,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     head, summary = train_head(target, seqs, TrainConfig(steps=args.steps), data_dir.parent / "head-ckpt.pt",
                                args.minutes, args.target, args.vocab, log=lambda line: print(line, flush=True))
     summary["data_s"] = round(gen_s, 1)
-    summary["generated_tokens"] = sum(len(t) - pl for t, _, pl in seqs)
+    summary["generated_tokens"] = sum(len(t) - pl for t, _, pl, _ in seqs if pl > 0)
+    summary["text_tokens"] = sum(len(t) for t, _, pl, _ in seqs if pl == 0)
     save_head(head, args.out, summary)
     print(json.dumps(summary))
 
