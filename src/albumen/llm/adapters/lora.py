@@ -7,8 +7,8 @@ never a reload of the base. ``merge()`` folds the active adapter into a float ba
 the exact original.
 
 This module knows the adapter maths (Hu et al. 2021, https://arxiv.org/abs/2106.09685; Liu et al. 2024,
-https://arxiv.org/abs/2402.09353). It knows nothing about which layers of a model are targeted (``inject.py``) or about
-file formats (``peft_format.py``).
+https://arxiv.org/abs/2402.09353). It knows nothing about which layers of a model are targeted (``registry.py``) or
+about file formats (``peft_format.py``).
 """
 
 from __future__ import annotations
