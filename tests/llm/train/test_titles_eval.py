@@ -41,3 +41,45 @@ def test_rates():
     assert s.exact_title == pytest.approx(0.5)  # compared where both are valid: replies 1 and 2
     assert s.agreement_word_f1 is not None and 0.5 < s.agreement_word_f1 < 1.0
     assert evaluate_replies(facts, raws).agreement_rouge_l is None  # no teacher: no agreement
+
+
+def test_no_valid_reply_gives_no_hallucination_rate_and_flags_are_listed():
+    assert evaluate_replies([FACTS], ["plain text"]).hallucinated is None  # not 0.0: there was nothing to check
+    s = evaluate_replies([FACTS, FACTS], [_reply("Lisbon with Ana", "x"), _reply("Porto", "x")])
+    assert s.hallucinated == 0.5 and s.flagged == {"x1": ["Lisbon"]}
+
+
+def test_report_command_end_to_end_on_a_tiny_model(tmp_path):
+    """The one report command on a tiny model folder: JSON + Markdown with every row, ids and side-by-side."""
+    import torch
+
+    from albumen.llm.adapters.config import AdapterConfig
+    from albumen.llm.adapters.registry import AdapterRegistry
+    from albumen.llm.testing import save_tiny_folder, tiny_model
+    from albumen.llm.train.datasets.titles import sample_facts
+    from albumen.llm.train.titles_eval import main
+
+    folder = save_tiny_folder(tmp_path / "tiny")
+    model = tiny_model()
+    reg = AdapterRegistry(model)
+    reg.add("titles", AdapterConfig(r=2, alpha=4, target_modules=("q_proj", "v_proj")))
+    torch.manual_seed(0)
+    for n, p in model.named_parameters():
+        if "lora_B" in n:
+            torch.nn.init.normal_(p, std=0.5)
+    reg.save("titles", tmp_path / "adapter")
+    facts = sample_facts(3, seed=7)
+    held = tmp_path / "heldout.jsonl"
+    held.write_text("".join(json.dumps({"facts": f.to_json(), "teacher": _reply(f"{f.kind} in {f.places[0].city}",
+                                                                                 "x")}) + "\n" for f in facts))
+    report = main(["--model", str(folder), "--adapter", str(tmp_path / "adapter"), "--heldout", str(held),
+                   "--examples", "2", "--out", str(tmp_path / "r.json"), "--markdown", str(tmp_path / "r.md")])
+    assert report["heldout_ids"] == [f.id for f in facts]
+    assert report["teacher"]["valid_json"] == 1.0 and report["teacher"]["hallucinated"] == 0.0
+    for key in ("base", "base_prefixed", "adapter_scores"):
+        assert report[key]["n"] == 3
+    assert all(ex["base_prefixed"].startswith('{"title": "') for ex in report["examples"])
+    assert report["examples"][0]["base"] != report["examples"][0]["adapter"]  # the adapter is active for its row
+    assert json.loads((tmp_path / "r.json").read_text())["heldout"] == 3
+    md = (tmp_path / "r.md").read_text()
+    assert md.count("\n| ") == 4 and "SmolLM2-135M + titles adapter" in md and md.count("  - teacher: ") == 2

@@ -8,7 +8,7 @@
 Every stage is resumable and time-boxed, so the whole thing can run in chunks on a shared CPU: the teacher appends to
 ``assets/titles/teacher.jsonl`` and skips done ids; training checkpoints under ``build/titles_train`` and continues
 from the last checkpoint (same result as one uninterrupted run); the final adapter is copied to
-``assets/adapters/titles`` (PEFT format) and the report to ``assets/adapters/titles/eval.json``.
+``assets/adapters/titles`` (PEFT format) and the report to ``assets/adapters/titles/eval.json`` (+ ``eval.md``).
 
 This module only wires the stages together with the recipe's settings (``RECIPE``).
 """
@@ -28,8 +28,10 @@ __all__ = ["ADAPTER", "RECIPE", "STUDENT", "main", "train_titles"]
 
 STUDENT = "smollm2-135m"
 ADAPTER = AdapterConfig(r=8, alpha=16.0, dropout=0.05, target_modules=LLAMA_ALL_LINEAR, base_model=STUDENT)
-RECIPE = SFTConfig(lr=1e-3, max_steps=24, batch_size=4, grad_accum=1, seq_len=512, pack=True, warmup_steps=3,
-                   min_lr_ratio=0.1, eval_every=15, save_every=5, keep_checkpoints=2, seed=0)
+# One epoch over the whole train split (~1,900 examples of ~157 tokens, packed ~3 to a 512-token row: ~160 steps of
+# 4 rows, ~45 min on one CPU thread in two or three time-boxed chunks).
+RECIPE = SFTConfig(lr=1e-3, epochs=1.0, batch_size=4, grad_accum=1, seq_len=512, pack=True, warmup_steps=8,
+                   min_lr_ratio=0.1, eval_every=40, save_every=10, keep_checkpoints=2, seed=0)
 
 
 def _adapter_dir() -> Path:
@@ -49,6 +51,23 @@ def _heldout_chats(path: Path) -> list[dict]:
     return out
 
 
+def _check_same_data(work: Path, train_jsonl: Path) -> str:
+    """The sha256 of the train split, recorded in ``work`` on the first chunk; a later chunk on other data (the
+    teacher added examples since) is refused, since resuming would mix two datasets in one schedule."""
+    import hashlib
+
+    if not train_jsonl.is_file():
+        raise SystemExit(f"{train_jsonl}: no train split; run the data stage first")
+    digest = hashlib.sha256(train_jsonl.read_bytes()).hexdigest()
+    stamp = work / "train_data.sha256"
+    if stamp.is_file() and stamp.read_text().strip() != digest:
+        raise SystemExit(f"{train_jsonl} changed since the checkpoints in {work} were made; "
+                         f"delete {work} (or pass another --work) to train on the new data")
+    work.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(digest + "\n")
+    return digest
+
+
 def train_titles(work: Path, minutes: float, config: SFTConfig = RECIPE) -> dict:
     """Train (or continue training) the titles adapter; copies it into the assets when training is complete."""
     import torch
@@ -59,6 +78,7 @@ def train_titles(work: Path, minutes: float, config: SFTConfig = RECIPE) -> dict
     from albumen.llm.train.data import encode_chat, load_chat_jsonl
     from albumen.llm.train.sft import train_sft
 
+    digest = _check_same_data(work, assets_dir() / "train.jsonl")
     model, tok = load_model(STUDENT, dtype=torch.float32)
     rep = load_chat_jsonl(assets_dir() / "train.jsonl", tok, max_len=config.seq_len)
     eval_rows = [encode_chat(c["messages"], tok) for c in _heldout_chats(assets_dir() / "heldout.jsonl")[:32]]
@@ -79,7 +99,8 @@ def train_titles(work: Path, minutes: float, config: SFTConfig = RECIPE) -> dict
     done = bool(res.history) and res.steps >= total
     src = work if done else latest_checkpoint(work)  # out of time: export the last checkpoint, marked partial
     summary = {"steps": res.steps, "total": total, "complete": done, "train_examples": len(rep.examples),
-               "skipped": len(rep.errors), "eval_loss": res.eval_loss, "seconds": round(res.seconds, 1)}
+               "skipped": len(rep.errors), "eval_loss": res.eval_loss, "seconds": round(res.seconds, 1),
+               "train_sha256": digest}
     if src is not None:  # the repo copy in bf16: half the size (4.9 MB at r=8), loads into fp32 or bf16 models
         from albumen.llm.adapters.peft_format import read_adapter, write_adapter
 
@@ -111,7 +132,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if a.stage in ("all", "eval"):
         from albumen.llm.train.titles_eval import main as evaluate
 
-        evaluate(["--adapter", str(_adapter_dir()), "--out", str(_adapter_dir() / "eval.json")])
+        evaluate(["--adapter", str(_adapter_dir()), "--out", str(_adapter_dir() / "eval.json"),
+                  "--markdown", str(_adapter_dir() / "eval.md")])
 
 
 if __name__ == "__main__":

@@ -1,18 +1,22 @@
 """Held-out report for the memory-titles adapter: the student with and without its adapter against the teacher.
 
 For every held-out fact set the base model and the adapted model write a reply (greedy, the same batched decoder as
-the teacher); the report gives, per model:
+the teacher, no reply prefix: the raw JSON skill is measured). The base is also run once more with its reply started
+as ``{"title": "`` (the teacher's guide), so that what it writes is compared to the adapter's, not only its format.
+The report gives, per model:
 
 - ``valid_json``: share of replies that parse as ``{"title": str, "subtitle": str}``;
-- ``hallucinated``: share of valid replies naming a place or person that is not in the facts (``find_hallucinations``);
+- ``hallucinated``: share of valid replies naming a place or person that is not in the facts (``find_hallucinations``;
+  None when no reply is valid), with the flagged names listed under ``flagged`` so the figure can be checked;
 - ``agreement``: word-level F1 and ROUGE-L F1 of title + subtitle against the teacher's reply, and the share of
   titles that are exactly the teacher's (case-insensitive); only over facts where both replies are valid;
-- side-by-side examples.
+- side-by-side examples, and the held-out ids the report used. ``--markdown`` writes the tables of docs/adapters.md.
 
 This module knows the metrics and the report layout; the task lives in ``datasets/titles.py``, the decoder in
 ``datasets/teacher.py``.
 
-    python -m albumen.llm.train.titles_eval --adapter assets/adapters/titles --out build/titles_eval.json
+    python -m albumen.llm.train.titles_eval --adapter assets/adapters/titles --out build/titles_eval.json \
+        --markdown build/titles_eval.md
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import json
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +39,9 @@ from albumen.llm.train.datasets.titles import (
     parse_reply,
 )
 
-__all__ = ["ModelScores", "evaluate_replies", "generate_replies", "main", "rouge_l_f1", "word_f1"]
+__all__ = [
+    "ModelScores", "evaluate_replies", "generate_replies", "main", "report_markdown", "rouge_l_f1", "word_f1",
+]
 
 
 def _words(text: str) -> list[str]:
@@ -76,10 +82,11 @@ def rouge_l_f1(a: str, b: str) -> float:
 class ModelScores:
     n: int
     valid_json: float
-    hallucinated: float  # share of valid replies with at least one unknown place/person
+    hallucinated: float | None  # share of valid replies with at least one unknown place/person; None: none valid
     agreement_word_f1: float | None
     agreement_rouge_l: float | None
     exact_title: float | None
+    flagged: dict[str, list[str]] = field(default_factory=dict)  # fact id -> the names that are not in the facts
 
     def to_json(self) -> dict[str, Any]:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
@@ -95,7 +102,7 @@ def evaluate_replies(facts: Sequence[Facts], raws: Sequence[str], teacher_raws: 
     gz = load_gazetteer()
     replies = [parse_reply(r) for r in raws]
     valid = [(f, r) for f, r in zip(facts, replies) if r is not None]
-    halluc = sum(1 for f, r in valid if find_hallucinations(r, f, gz))
+    flagged = {f.id: bad for f, r in valid if (bad := find_hallucinations(r, f, gz))}
     f1s, rls, exact = [], [], []
     if teacher_raws is not None:
         for r, t_raw in zip(replies, teacher_raws):
@@ -109,21 +116,59 @@ def evaluate_replies(facts: Sequence[Facts], raws: Sequence[str], teacher_raws: 
     def mean(xs: list[float]) -> float | None:
         return sum(xs) / len(xs) if xs else None
 
-    return ModelScores(len(facts), len(valid) / max(len(facts), 1), halluc / max(len(valid), 1), mean(f1s),
-                       mean(rls), mean(exact))
+    halluc = len(flagged) / len(valid) if valid else None
+    return ModelScores(len(facts), len(valid) / max(len(facts), 1), halluc, mean(f1s), mean(rls), mean(exact), flagged)
 
 
 def generate_replies(model: Any, tok: Any, facts: Sequence[Facts], batch_size: int = 16,
-                     max_new_tokens: int = 48) -> list[str]:
-    """Greedy replies in the order of ``facts`` (batched by prompt length, like the teacher)."""
+                     max_new_tokens: int = 48, reply_prefix: str = "") -> list[str]:
+    """Greedy replies in the order of ``facts`` (batched by prompt length, like the teacher); ``reply_prefix`` starts
+    the assistant turn and is part of each reply."""
     from albumen.llm.train.datasets.teacher import _prompt_parts, batch_plan, teacher_generate
 
     out: list[str] = [""] * len(facts)
     plan = batch_plan([len(_prompt_parts(tok, f)[1]) for f in facts], batch_size, window=len(facts) or 1)
     for idx in plan:
-        for i, raw in zip(idx, teacher_generate(model, tok, [facts[i] for i in idx], max_new_tokens), strict=True):
+        batch = [facts[i] for i in idx]
+        for i, raw in zip(idx, teacher_generate(model, tok, batch, max_new_tokens, reply_prefix), strict=True):
             out[i] = raw
     return out
+
+
+_ROWS = (("teacher", "teacher (qwen2.5-1.5b)"), ("base", "SmolLM2-135M base"),
+         ("base_prefixed", 'SmolLM2-135M base, reply started with `{"title": "`'),
+         ("adapter_scores", "SmolLM2-135M + titles adapter"))
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    """The held-out table and the side-by-side examples as Markdown (what docs/adapters.md shows)."""
+    lines = ["| model | valid JSON | hallucinated entity (of valid) | word F1 vs teacher | ROUGE-L vs teacher "
+             "| exact title |", "|---|---|---|---|---|---|"]
+    for key, label in _ROWS:
+        if key not in report:
+            continue
+        s = report[key]
+        lines.append(f"| {label} | {_fmt(s['valid_json'])} | {_fmt(s['hallucinated'])} | "
+                     f"{_fmt(s['agreement_word_f1'])} | {_fmt(s['agreement_rouge_l'])} | {_fmt(s['exact_title'])} |")
+    lines += ["", f"Held-out: {report['heldout']} fact sets ({report['heldout_ids'][0]} .. "
+              f"{report['heldout_ids'][-1]}), never trained on. Flagged names (adapter): "
+              + (", ".join(f"{k}: {', '.join(v)}" for k, v in report["adapter_scores"]["flagged"].items()) or "none"),
+              "", "Side by side (held-out):", ""]
+    for ex in report["examples"]:
+        f = ex["facts"]
+        places = "; ".join(f"{p['city']}, {p['country']}" for p in f["places"])
+        people = ", ".join(f["people"]) or "none"
+        lines.append(f"- facts: {f['kind']}, {f['start']}..{f['end']}, {places}, people: {people}, "
+                     f"scenes: {', '.join(f['tags'])}")
+        for key in ("teacher", "base", "base_prefixed", "adapter"):
+            if key in ex:
+                text = " ".join(ex[key].split()).replace("`", "'")
+                lines.append(f"  - {key.replace('_', ' ')}: `{text}`")
+    return "\n".join(lines) + "\n"
 
 
 def _load_heldout(path: Path, limit: int) -> tuple[list[Facts], list[str]]:
@@ -148,6 +193,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--limit", type=int, default=200)
     p.add_argument("--examples", type=int, default=6)
     p.add_argument("--out", type=Path, default=None, help="write the report JSON here")
+    p.add_argument("--markdown", type=Path, default=None, help="write the tables and examples as Markdown here")
     a = p.parse_args(argv)
     from albumen.llm.train.threads import pick_threads
 
@@ -159,26 +205,32 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     reg = AdapterRegistry(model)
     reg.load("titles", a.adapter)
     t0 = time.perf_counter()
+    from albumen.llm.train.datasets.teacher import REPLY_PREFIX
+
     raws: dict[str, list[str]] = {}
-    for name in ("base", "adapter"):
-        with reg.using(None if name == "base" else "titles"):
-            raws[name] = generate_replies(model, tok, facts)
+    for name, adapter, prefix in (("base", None, ""), ("base_prefixed", None, REPLY_PREFIX),
+                                  ("adapter", "titles", "")):
+        with reg.using(adapter):
+            raws[name] = generate_replies(model, tok, facts, reply_prefix=prefix)
     seconds = time.perf_counter() - t0
     report: dict[str, Any] = {
-        "heldout": len(facts), "model": a.model, "adapter": str(a.adapter), "generation_s": round(seconds, 1),
+        "heldout": len(facts), "heldout_ids": [f.id for f in facts], "model": a.model, "adapter": str(a.adapter),
+        "generation_s": round(seconds, 1),
         "teacher": evaluate_replies(facts, teacher).to_json(),
         "base": evaluate_replies(facts, raws["base"], teacher).to_json(),
+        "base_prefixed": evaluate_replies(facts, raws["base_prefixed"], teacher).to_json(),
         "adapter_scores": evaluate_replies(facts, raws["adapter"], teacher).to_json(),
         "examples": [
             {"facts": {k: v for k, v in facts[i].to_json().items() if k not in ("id", "photo_count")},
-             "teacher": teacher[i].strip(), "base": raws["base"][i].strip(), "adapter": raws["adapter"][i].strip()}
+             "teacher": teacher[i].strip(), **{k: raws[k][i].strip() for k in raws}}
             for i in range(min(a.examples, len(facts)))
         ],
     }
     text = json.dumps(report, indent=1, ensure_ascii=False)
-    if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(text + "\n", encoding="utf-8")
+    for path, body in ((a.out, text + "\n"), (a.markdown, report_markdown(report) if a.markdown else "")):
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(body, encoding="utf-8")
     print(text)
     return report
 
