@@ -1,0 +1,93 @@
+"""The dense matrix-vector kernel against ``F.linear``: dtypes, M = 1..8, odd shapes, bias, strided input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from albumen.llm.kernels.dense import MAX_ROWS, dense_linear, dense_module, dense_supports
+
+pytestmark = pytest.mark.skipif(dense_module() is None, reason="dense kernel not built (ALBUMEN_KERNELS=0 or no compiler)")
+
+SHAPES = [(1, 1), (7, 5), (17, 33), (64, 576), (129, 577), (100, 1000)]  # (N, K): ragged K and N on purpose
+
+
+def reference(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    return F.linear(x.double(), w.double(), None if b is None else b.double())
+
+
+def check(y: torch.Tensor, ref: torch.Tensor, dtype: torch.dtype, k: int) -> None:
+    scale = ref.abs().max().item() + 1.0
+    if dtype is torch.float32:
+        torch.testing.assert_close(y.double(), ref, rtol=0, atol=1e-6 * scale * k**0.5)
+    else:  # bf16 output: within one bf16 rounding (2^-8 relative) of the exact fp32-accumulated value
+        torch.testing.assert_close(y.double(), ref, rtol=2**-8, atol=2**-8 * scale * 0.05)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("rows", range(1, MAX_ROWS + 1))
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_matches_linear(dtype: torch.dtype, rows: int, with_bias: bool) -> None:
+    gen = torch.Generator().manual_seed(rows * 10 + with_bias)
+    for n, k in SHAPES:
+        x = torch.randn(rows, k, generator=gen).to(dtype)
+        w = torch.randn(n, k, generator=gen).to(dtype)
+        b = torch.randn(n, generator=gen).to(dtype) if with_bias else None
+        assert dense_supports(x, w, b)
+        y = dense_module().linear(x, w, b)
+        assert y.shape == (rows, n) and y.dtype == dtype
+        check(y, reference(x, w, b), dtype, k)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_close_to_torch_in_same_dtype(dtype: torch.dtype) -> None:
+    """Against torch's own kernel in the same dtype (what the model used before), not only the exact product."""
+    gen = torch.Generator().manual_seed(1)
+    x, w = torch.randn(1, 1536, generator=gen).to(dtype), torch.randn(896, 1536, generator=gen).to(dtype)
+    y, ref = dense_linear(x, w), F.linear(x, w)
+    tol = 1e-4 if dtype is torch.float32 else 2e-2
+    torch.testing.assert_close(y.float(), ref.float(), rtol=tol, atol=tol * ref.abs().max().item())
+
+
+def test_batched_and_strided_input() -> None:
+    gen = torch.Generator().manual_seed(2)
+    w, b = torch.randn(33, 40, generator=gen), torch.randn(33, generator=gen)
+    x = torch.randn(2, 3, 80, generator=gen)[..., ::2]  # (2, 3, 40), non-contiguous; 6 rows
+    assert not x.is_contiguous()
+    y = dense_linear(x, w, b)
+    assert y.shape == (2, 3, 33)
+    check(y, reference(x, w, b), torch.float32, 40)
+
+
+def test_falls_back_where_it_does_not_apply() -> None:
+    gen = torch.Generator().manual_seed(3)
+    w = torch.randn(8, 16, generator=gen)
+    many = torch.randn(MAX_ROWS + 1, 16, generator=gen)
+    assert not dense_supports(many, w, None)
+    torch.testing.assert_close(dense_linear(many, w), F.linear(many, w))
+    half = torch.randn(1, 16, generator=gen).half()
+    assert not dense_supports(half, w.half(), None)
+    mixed = torch.randn(1, 16, generator=gen).bfloat16()
+    assert not dense_supports(mixed, w, None)
+    torch.testing.assert_close(dense_linear(mixed.float(), w), F.linear(mixed.float(), w))
+
+
+def test_autograd_uses_torch() -> None:
+    w = torch.randn(4, 8, requires_grad=True)
+    x = torch.randn(1, 8)
+    assert not dense_supports(x, w, None)
+    dense_linear(x, w).sum().backward()
+    torch.testing.assert_close(w.grad, x.expand(4, 8))
+    with torch.no_grad():
+        assert dense_supports(x, w, None)
+
+
+def test_bad_input_is_a_clear_error() -> None:
+    mod = dense_module()
+    with pytest.raises(RuntimeError, match="dtypes differ"):
+        mod.linear(torch.randn(1, 8), torch.randn(4, 8).bfloat16(), None)
+    with pytest.raises(RuntimeError, match="columns"):
+        mod.linear(torch.randn(1, 8), torch.randn(4, 9), None)
+    with pytest.raises(RuntimeError, match="1 to 8 rows"):
+        mod.linear(torch.randn(9, 8), torch.randn(4, 8), None)
