@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from albumen.llm.testing import ByteTokenizer, tiny_model
-from albumen.llm.train.datasets.teacher import _prompt_parts, batch_plan, build_splits, run_teacher, teacher_generate
+from albumen.llm.train.datasets.teacher import (
+    _prompt_parts,
+    batch_plan,
+    build_splits,
+    missing_targets,
+    run_teacher,
+    teacher_generate,
+)
 from albumen.llm.train.datasets.titles import sample_facts
 
 
@@ -52,8 +59,13 @@ def test_teacher_resumes_and_splits(tmp_path):
     tok, model = ByteTokenizer(), tiny_model(seed=2)
     facts = sample_facts(12, seed=1)
     out = tmp_path / "teacher.jsonl"
+    with pytest.raises(FileNotFoundError, match="no fact sets"):
+        missing_targets(tmp_path)
+    (tmp_path / "facts.jsonl").write_text("".join(json.dumps(f.to_json()) + "\n" for f in facts))
     assert run_teacher(facts[:5], out, model, tok, batch_size=4, max_new_tokens=4) == 5
+    assert missing_targets(tmp_path) == 7
     assert run_teacher(facts, out, model, tok, batch_size=4, max_new_tokens=4) == 7  # the first 5 are skipped
+    assert missing_targets(tmp_path) == 0
     with out.open("a") as f:  # fake good replies for two ids and a line cut by a kill
         for fact in facts[:2]:
             f.write(json.dumps({"id": fact.id, "raw": '{"title": "A day", "subtitle": "With friends"}'}) + "\n")

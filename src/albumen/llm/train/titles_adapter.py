@@ -1,11 +1,12 @@
 """One command for the memory-titles adapter: dataset (teacher) -> SmolLM2-135M + LoRA -> held-out report.
 
-    python -m albumen.llm.train.titles_adapter                      # everything, resumable
+    python -m albumen.llm.train.titles_adapter                      # everything, resumable (stages run to the end)
     python -m albumen.llm.train.titles_adapter --stage data --teacher-minutes 10
     python -m albumen.llm.train.titles_adapter --stage train --train-minutes 10
     python -m albumen.llm.train.titles_adapter --stage eval
 
-Every stage is resumable and time-boxed, so the whole thing can run in chunks on a shared CPU: the teacher appends to
+Every stage is resumable and can be time-boxed, so the whole thing can run in chunks on a shared CPU (``all`` moves
+on to the next stage only when the previous one is complete): the teacher appends to
 ``assets/titles/teacher.jsonl`` and skips done ids; training checkpoints under ``build/titles_train`` and continues
 from the last checkpoint (same result as one uninterrupted run); the final adapter is copied to
 ``assets/adapters/titles`` (PEFT format) and the report to ``assets/adapters/titles/eval.json`` (+ ``eval.md``).
@@ -115,8 +116,8 @@ def train_titles(work: Path, minutes: float, config: SFTConfig = RECIPE) -> dict
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="Build the memory-titles dataset, adapter and report (resumable).")
     p.add_argument("--stage", choices=["all", "data", "train", "eval"], default="all")
-    p.add_argument("--teacher-minutes", type=float, default=10.0)
-    p.add_argument("--train-minutes", type=float, default=15.0)
+    p.add_argument("--teacher-minutes", type=float, default=0.0, help="time box of this run's teacher (0: until done)")
+    p.add_argument("--train-minutes", type=float, default=0.0, help="time box of this run's training (0: until done)")
     p.add_argument("--heldout", type=int, default=50, help="held-out fact sets (kept out of training)")
     p.add_argument("--work", type=Path, default=Path("build/titles_train"), help="training checkpoints")
     a = p.parse_args(argv)
@@ -126,9 +127,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     if a.stage in ("all", "data"):
         from albumen.llm.train.datasets.teacher import main as build_data
 
-        build_data(["--minutes", str(a.teacher_minutes), "--heldout", str(a.heldout)])
+        from albumen.llm.train.datasets.teacher import missing_targets
+
+        build_data(["--minutes", str(a.teacher_minutes or 1e6), "--heldout", str(a.heldout)])
+        if a.stage == "all" and (left := missing_targets(assets_dir())):
+            print(f"titles: {left} fact sets still lack a teacher reply; run the same command again to continue")
+            return
     if a.stage in ("all", "train"):
-        print(json.dumps(train_titles(a.work, a.train_minutes)))
+        summary = train_titles(a.work, a.train_minutes)
+        print(json.dumps(summary), flush=True)
+        if a.stage == "all" and not summary["complete"]:
+            print("titles: training stopped at its time box; run the same command again to continue")
+            return
     if a.stage in ("all", "eval"):
         from albumen.llm.train.titles_eval import main as evaluate
 

@@ -28,7 +28,10 @@ from albumen.llm.train.datasets.titles import (
     sample_facts,
 )
 
-__all__ = ["TEACHER_PRESET", "batch_plan", "build_splits", "load_teacher", "main", "run_teacher", "teacher_generate"]
+__all__ = [
+    "TEACHER_PRESET", "batch_plan", "build_splits", "load_teacher", "main", "missing_targets", "run_teacher",
+    "teacher_generate",
+]
 
 TEACHER_PRESET = "qwen2.5-1.5b"
 REPLY_PREFIX = '{"title": "'  # the reply starts as compact JSON: no fences, no pretty-printing
@@ -108,6 +111,15 @@ def _done_ids(path: Path) -> set[str]:
         except (json.JSONDecodeError, KeyError):
             continue  # a line cut by a kill: that example is redone
     return ids
+
+
+def missing_targets(out: Path) -> int:
+    """How many fact sets of ``out/facts.jsonl`` have no teacher reply in ``out/teacher.jsonl`` yet."""
+    facts = out / "facts.jsonl"
+    if not facts.is_file():
+        raise FileNotFoundError(f"{facts}: no fact sets; run the data stage first")
+    ids = {json.loads(line)["id"] for line in facts.read_text(encoding="utf-8").splitlines() if line.strip()}
+    return len(ids - _done_ids(out / "teacher.jsonl"))
 
 
 def batch_plan(lengths: Sequence[int], batch_size: int, window: int = 0) -> list[list[int]]:
