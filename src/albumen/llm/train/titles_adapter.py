@@ -17,6 +17,7 @@ This module only wires the stages together with the recipe's settings (``RECIPE`
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -118,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--stage", choices=["all", "data", "train", "eval"], default="all")
     p.add_argument("--teacher-minutes", type=float, default=0.0, help="time box of this run's teacher (0: until done)")
     p.add_argument("--train-minutes", type=float, default=0.0, help="time box of this run's training (0: until done)")
+    p.add_argument("--epochs", type=float, default=RECIPE.epochs, help="passes over the train split (recipe: 1)")
     p.add_argument("--heldout", type=int, default=50, help="held-out fact sets (kept out of training)")
     p.add_argument("--work", type=Path, default=Path("build/titles_train"), help="training checkpoints")
     a = p.parse_args(argv)
@@ -134,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"titles: {left} fact sets still lack a teacher reply; run the same command again to continue")
             return
     if a.stage in ("all", "train"):
-        summary = train_titles(a.work, a.train_minutes)
+        summary = train_titles(a.work, a.train_minutes, dataclasses.replace(RECIPE, epochs=a.epochs))
         print(json.dumps(summary), flush=True)
         if a.stage == "all" and not summary["complete"]:
             print("titles: training stopped at its time box; run the same command again to continue")
