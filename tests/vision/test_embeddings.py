@@ -16,6 +16,7 @@ from albumen.vision.efficientnet_lite import EfficientNetLite
 from albumen.vision.embeddings import (
     MINILM_SPACE,
     EmbeddingAnalyzer,
+    EmbeddingConfig,
     cached_text_vectors,
     compose_description,
     label_weighted_vector,
@@ -90,6 +91,11 @@ def test_context_from_earlier_analyzers_reaches_the_description(photos: list[Pho
     photo = replace(photos[0], taken_at=datetime(2024, 12, 25, 9, 0),
                     context={"faces": {"faces": [{}, {}, {}]}, "places": {"city": "Oslo", "country": "Norway"}})
     desc = _analyzer().predict([photo])[0].payload["description"]
+    # place and time are search filters, so by default they stay out of the vector; people count stays in
+    assert "three people" in desc and "Oslo" not in desc and "2024" not in desc
+    analyzer = _analyzer(fresh=True)
+    analyzer.config = EmbeddingConfig(describe_place=True, describe_time=True)
+    desc = analyzer.predict([photo])[0].payload["description"]
     assert "three people" in desc and "in Oslo, Norway" in desc and "in winter 2024, in the morning" in desc
 
 

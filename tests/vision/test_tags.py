@@ -53,7 +53,7 @@ def test_random_model_payload_shape_and_bad_file(photos: list[PhotoInput]) -> No
     assert [r.photo_id for r in results] == [p.photo_id for p in photos]
     assert "error" in results[-1].payload and "broken.jpg" in results[-1].payload["error"]
     for r in results[:-1]:
-        assert set(r.payload) == {"tags", "concepts"}
+        assert set(r.payload) == {"tags", "concepts", "attributes"}
         scores = [t["score"] for t in r.payload["tags"]]
         assert scores == sorted(scores, reverse=True)
 

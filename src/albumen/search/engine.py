@@ -4,7 +4,9 @@
 1. parse (rules, optionally merged with an LLM's guided JSON; see ``albumen.search.llm_parser``);
 2. filter: a boolean row mask from the catalog (all people, any place, the date ranges, at/away from home);
 3. rank: cosine similarity between the query vector (the semantic text embedded in the same space as the photos) and
-   every photo vector;
+   every photo vector, plus ``keyword_weight`` times the keyword score (``albumen.search.keywords``: the query's
+   words against each photo's tags, concepts, pixel attributes and faces), which keeps a decisive word ("yellow",
+   "black and white", "blurry") from being blurred away in the sentence vector;
 4. threshold: a photo is relevant only if its score beats both an absolute floor (``min_score``) and the query's own
    background over the whole library (``median + min_z * 1.4826 * MAD``, a robust mean + z std: the few relevant
    photos are the outliers and must not widen the background they are measured against). The second rule is what
@@ -25,10 +27,11 @@ from typing import Any
 import numpy as np
 
 from albumen.search.catalog import SearchCatalog
+from albumen.search.keywords import KeywordIndex, photo_terms
 from albumen.search.query import ParsedQuery, Vocabulary, parse_query
 from albumen.search.vector_index import VectorIndex, top_k
 
-__all__ = ["DEFAULT_SPACE", "SearchEngine", "SearchHit", "SearchResult", "SearchSettings"]
+__all__ = ["DEFAULT_SPACE", "SearchEngine", "SearchHit", "SearchResult", "SearchSettings", "keyword_index_from_store"]
 
 # The embeddings "space" the vision analyzers store photo vectors under (MiniLM, 384-d).
 DEFAULT_SPACE = "text-minilm"
@@ -49,6 +52,8 @@ class SearchSettings:
     place_radius_km: float = 15.0  # "in Sydney": within this distance of a populated place called Sydney
     space: str = DEFAULT_SPACE
     query_template: str = "{}"  # how the semantic text is phrased before embedding
+    # weight of the keyword score next to the cosine; fit on the eval's dev split only (docs/search.md), 0 = off
+    keyword_weight: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,7 @@ class SearchEngine:
         embedder: anything with ``embed(list[str]) -> (N, D)`` unit vectors in the index's space.
         settings: limits and thresholds.
         parser: ``(raw, vocabulary, today) -> ParsedQuery``; the rule-based parser by default.
+        keywords: keyword index whose rows follow ``index.ids`` (None: cosine only).
     """
 
     def __init__(
@@ -91,9 +97,13 @@ class SearchEngine:
         embedder: Any,
         settings: SearchSettings | None = None,
         parser: QueryParser | None = None,
+        keywords: KeywordIndex | None = None,
     ) -> None:
+        if keywords is not None and (index is None or len(keywords) != len(index)):
+            raise ValueError("the keyword index must have one row per photo vector, in the same order")
         self.catalog = catalog
         self.index = index
+        self.keywords = keywords
         self.embedder = embedder
         self.settings = settings or SearchSettings()
         self.parser: QueryParser = parser or parse_query
@@ -111,7 +121,8 @@ class SearchEngine:
                                            place_radius_km=settings.place_radius_km)
         ids, matrix = store.get_embeddings(settings.space)
         index = VectorIndex(ids, matrix) if ids else None
-        return cls(catalog, index, embedder, settings, parser)
+        keywords = keyword_index_from_store(store, ids) if index is not None and settings.keyword_weight else None
+        return cls(catalog, index, embedder, settings, parser, keywords)
 
     def _align_index(self) -> np.ndarray:
         """For each index row, its catalog row (-1 if the photo is gone): int64 (N_index,)."""
@@ -139,6 +150,8 @@ class SearchEngine:
                                 [f"no photo vectors in space {self.settings.space!r} yet: run `albumen analyze`"])
         qvec = self.embedder.embed([self.settings.query_template.format(query.text)])[0]  # (D,)
         scores = self.index.scores(qvec)  # (N_index,)
+        if self.keywords is not None and self.settings.keyword_weight:
+            scores = scores + self.settings.keyword_weight * self.keywords.scores(query.text)  # (N_index,)
         threshold = self._threshold(scores)
         rows = self._catalog_rows
         allowed = (rows >= 0) & (scores >= threshold)  # (N_index,)
@@ -168,3 +181,17 @@ class SearchEngine:
     def _hit(self, row: int, score: float) -> SearchHit:
         r = self.catalog.rows[row]
         return SearchHit(r.photo_id, r.path, score, r.day, r.places, r.people)
+
+
+def keyword_index_from_store(store: Any, ids: Any) -> KeywordIndex:
+    """Keyword terms of the photos ``ids`` (in that order) from the stored tags, quality and faces payloads."""
+    from albumen.vision.concepts import imagenet_classes
+
+    lemmas = {c.synset: c.names for c in imagenet_classes()}
+    tags, quality, faces = (store.get_analyses(n) for n in ("tags", "quality", "faces"))
+    terms = []
+    for pid in ids:
+        f = faces.get(int(pid)) or {}
+        n_faces = len(f.get("faces", ())) if "error" not in f else 0
+        terms.append(photo_terms(tags.get(int(pid)), quality.get(int(pid)), n_faces, lemmas))
+    return KeywordIndex(terms)

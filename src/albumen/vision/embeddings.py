@@ -6,8 +6,8 @@ A photo's vector is a mix of three unit vectors, all embedded with the same Mini
    (``label_weighted_vector``) - "what is in the picture", with the classifier's uncertainty kept;
 2. **concepts**: the friendly concepts (beach, snow, pets, food ...) weighted by their summed probabilities, which
    bridges ImageNet's fine classes ("Samoyed", "seashore") and the words people type ("dog", "beach");
-3. **description**: one sentence composed from tags, concepts, faces, place and time (``compose_description``),
-   e.g. "a photo of a beach with a dog, one person, in Nice, France, in summer 2023, in the evening".
+3. **description**: one sentence composed from tags, concepts and faces (``compose_description``; place and time can
+   be added with ``EmbeddingConfig``), e.g. "a photo of beach, sea, with seashore, one person".
 
 The mix is stored in the ``text-minilm`` space, so ``TextEmbedder().embed([query])`` searches it directly. A user's
 own CLIP/SigLIP checkpoint adds a second, true image-text space (``albumen.vision.clip``). This module knows the
@@ -57,8 +57,10 @@ class EmbeddingConfig:
     concept_weight: float = 1.0
     description_weight: float = 0.7
     min_concept_score: float = 0.10  # concepts below this are left out of the description
-    describe_place: bool = True
-    describe_time: bool = True
+    # Place and time stay out of the vector by default: search reads them from the query as filters, and in the
+    # sentence they only dilute the content (dev split of the search eval: recall@5 0.622 -> 0.649, docs/search.md)
+    describe_place: bool = False
+    describe_time: bool = False
 
 
 def class_text(c: ImagenetClass) -> str:
@@ -145,7 +147,7 @@ class EmbeddingAnalyzer(Analyzer):
 
     name = "embeddings"
     model_id = "lite0-minilm-labels"
-    version = "1"
+    version = "2"  # 2: no place or time in the description
     needs = ("faces", "places")
 
     def __init__(

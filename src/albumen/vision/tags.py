@@ -5,7 +5,8 @@ last few photos' class probabilities, so the tags and embeddings analyzers can s
 ``TagsAnalyzer`` turns probabilities into a payload::
 
     {"tags": [{"label": "seashore", "score": 0.61}, ...],        # top ImageNet classes
-     "concepts": {"beach": 0.74, "sea": 0.80, ...}}               # friendly concepts above a floor
+     "concepts": {"beach": 0.74, "sea": 0.80, ...},               # friendly concepts above a floor
+     "attributes": ["blue", "yellow"]}                             # pixel attributes (albumen.vision.attributes)
 
 This module knows the classifier and the concept map; it knows nothing about SQLite or search.
 """
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from albumen.vision.attributes import AttributeConfig, pixel_attributes
 from albumen.vision.base import Analysis, Analyzer, PhotoInput
 from albumen.vision.concepts import ImagenetClass, concept_indices, concept_scores, imagenet_classes
 from albumen.vision.image_io import ImageLoadError, load_rgb, to_model_batch
@@ -100,6 +102,8 @@ class TagsConfig:
     top_k: int = 5  # ImageNet classes kept per photo
     min_tag_score: float = 0.03  # ... if at least this probable
     min_concept_score: float = 0.10  # concepts kept in the payload
+    attributes: AttributeConfig | None = None  # pixel attributes; None = the defaults
+    attribute_side: int = 256  # the attributes are measured on the photo shrunk to this longest side
 
 
 class TagsAnalyzer(Analyzer):
@@ -107,7 +111,7 @@ class TagsAnalyzer(Analyzer):
 
     name = "tags"
     model_id = LITE0_MODEL_ID
-    version = "1"
+    version = "2"  # 2: pixel attributes
 
     def __init__(self, classifier: ImageClassifier | None = None, config: TagsConfig | None = None) -> None:
         super().__init__()
@@ -138,12 +142,22 @@ class TagsAnalyzer(Analyzer):
         }
         return {"tags": tags, "concepts": concepts}
 
+    def attributes(self, photo: PhotoInput) -> list[str]:
+        """Pixel attributes of one photo (decoded again, small: ~2 ms; the classifier keeps no pixels)."""
+        image = load_rgb(photo.path, max_side=self.config.attribute_side)
+        return pixel_attributes(np.asarray(image), self.config.attributes)
+
     def _predict(self, batch: Sequence[PhotoInput]) -> list[Analysis]:
         out = self.classifier.classify(batch)
         results = []
         for photo in batch:
             if photo.photo_id in out.errors:
                 results.append(Analysis(photo.photo_id, {"error": out.errors[photo.photo_id]}))
-            else:
-                results.append(Analysis(photo.photo_id, self.tag(out.probs[photo.photo_id])))
+                continue
+            payload = self.tag(out.probs[photo.photo_id])
+            try:
+                payload["attributes"] = self.attributes(photo)
+            except ImageLoadError as exc:  # decoded a moment ago; vanished since: tags stand without attributes
+                payload["attributes_error"] = str(exc)
+            results.append(Analysis(photo.photo_id, payload))
         return results
