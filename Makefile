@@ -10,7 +10,7 @@ REQS := requirements/base.txt requirements/nodeps.txt pyproject.toml
 DEMO_DIR ?= build/sample-library
 DEMO_DATA ?= build/demo-data
 
-.PHONY: install demo test test-heavy bench bench-index bench-analyze bench-search bench-vector bench-portrait \
+.PHONY: install kernels demo test test-heavy bench bench-index bench-analyze bench-search bench-vector bench-portrait \
 	bench-llm bench-quant bench-speculative bench-lora titles-adapter models-large llama-cpp clean-demo
 
 $(PY):
@@ -25,11 +25,16 @@ $(STAMP): $(REQS) | $(PY)
 
 install: $(STAMP)
 
+# The engine's C++ kernels (AVX-512 GEMV), compiled once per source change into build/kernels; without a compiler the
+# engine falls back to PyTorch ops, so this never fails the build.
+kernels: install
+	$(PY) -m albumen.llm.kernels build
+
 # Build the sample library, index + analyze it, then show stats, people, places, searches, a portrait and an LLM title.
-demo: install
+demo: kernels
 	bash scripts/demo.sh $(DEMO_DIR) $(DEMO_DATA)
 
-test: install
+test: kernels
 	$(PY) -m pytest -q
 
 # Opt-in: the large model presets (Qwen2.5 0.5B/1.5B), pip packages checked against pinned sha256 sums, converted once
