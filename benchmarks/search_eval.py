@@ -183,6 +183,7 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="skip building and indexing when WORK/data exists")
     ap.add_argument("--min-z", type=float, default=None, help="override SearchSettings.min_z")
     ap.add_argument("--min-score", type=float, default=None, help="override SearchSettings.min_score")
+    ap.add_argument("--keyword-weight", type=float, default=None, help="override SearchSettings.keyword_weight")
     ap.add_argument("--sweep-z", default="none,1.5,2,2.5,3,4",
                     help="also score these min_z values (none = no threshold: the ranking alone); '' to skip")
     args = ap.parse_args()
@@ -195,6 +196,8 @@ def main() -> None:
         settings.min_z = args.min_z
     if args.min_score is not None:
         settings.min_score = args.min_score
+    if args.keyword_weight is not None:
+        settings.keyword_weight = args.keyword_weight
     work = args.work.resolve()
     print(f"sample library {args.photos} photos, seed {args.seed}, work dir {work}")
     reuse = args.reuse and (work / "data" / "library.sqlite3").exists()
@@ -213,7 +216,8 @@ def main() -> None:
         else:
             people = people_step(store, truth, work / "library")
         print(f"people: {json.dumps(people)}")
-        print(f"settings: min_score={settings.min_score} min_z={settings.min_z} limit={settings.limit}")
+        print(f"settings: min_score={settings.min_score} min_z={settings.min_z} limit={settings.limit} "
+              f"keyword_weight={settings.keyword_weight}")
         from albumen.vision.text_embedding import TextEmbedder
 
         embedder = TextEmbedder()

@@ -90,6 +90,9 @@ def test_vectors_are_unit_and_bad_file_is_an_error(photos: list[PhotoInput]) -> 
 def test_context_from_earlier_analyzers_reaches_the_description(photos: list[PhotoInput]) -> None:
     photo = replace(photos[0], taken_at=datetime(2024, 12, 25, 9, 0),
                     context={"faces": {"faces": [{}, {}, {}]}, "places": {"city": "Oslo", "country": "Norway"}})
+    with_look = replace(photo, context={**photo.context, "tags": {"attributes": ["black and white", "texture"]}})
+    desc = _analyzer().predict([with_look])[0].payload["description"]
+    assert desc.startswith("a black and white photo of ") and desc.endswith(", a texture")
     desc = _analyzer().predict([photo])[0].payload["description"]
     # place and time are search filters, so by default they stay out of the vector; people count stays in
     assert "three people" in desc and "Oslo" not in desc and "2024" not in desc

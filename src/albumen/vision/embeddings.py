@@ -6,8 +6,9 @@ A photo's vector is a mix of three unit vectors, all embedded with the same Mini
    (``label_weighted_vector``) - "what is in the picture", with the classifier's uncertainty kept;
 2. **concepts**: the friendly concepts (beach, snow, pets, food ...) weighted by their summed probabilities, which
    bridges ImageNet's fine classes ("Samoyed", "seashore") and the words people type ("dog", "beach");
-3. **description**: one sentence composed from tags, concepts and faces (``compose_description``; place and time can
-   be added with ``EmbeddingConfig``), e.g. "a photo of beach, sea, with seashore, one person".
+3. **description**: one sentence composed from tags, concepts, pixel attributes and faces (``compose_description``;
+   place and time can be added with ``EmbeddingConfig``), e.g. "a blue, yellow photo of beach, sea, with seashore,
+   one person".
 
 The mix is stored in the ``text-minilm`` space, so ``TextEmbedder().embed([query])`` searches it directly. A user's
 own CLIP/SigLIP checkpoint adds a second, true image-text space (``albumen.vision.clip``). This module knows the
@@ -121,10 +122,19 @@ def compose_description(
     faces: int | None = None,
     place: Mapping[str, Any] | None = None,
     taken_at: datetime | None = None,
+    attributes: Sequence[str] = (),
 ) -> str:
-    """One plain sentence about a photo from what the analyzers found (strongest concepts and tags first)."""
+    """One plain sentence about a photo from what the analyzers found (strongest concepts and tags first).
+
+    ``attributes`` are the tags analyzer's pixel attributes: the look ("black and white", colours, "dark") qualifies
+    the photo, "texture" is said at the end.
+    """
     subject = ", ".join(list(concepts)[:3]) or "a scene"
-    words = [f"a photo of {subject}"]
+    look = [a for a in attributes if a != "texture"]
+    if look:
+        words = [f"{'an' if look[0][0] in 'aeiou' else 'a'} {', '.join(look)} photo of {subject}"]
+    else:
+        words = [f"a photo of {subject}"]
     if tags:
         words.append("with " + ", ".join(tags[:3]))
     if faces:
@@ -135,20 +145,23 @@ def compose_description(
             words.append(f"in {where}")
     if taken_at is not None:
         words.append(_time_phrase(taken_at))
+    if "texture" in attributes:
+        words.append("a texture")
     return ", ".join(words)
 
 
 class EmbeddingAnalyzer(Analyzer):
     """Photo vectors in the ``text-minilm`` space (and a CLIP space too when ``clip`` is given).
 
-    Reads the ``faces`` and ``places`` payloads of earlier analyzers from ``PhotoInput.context`` when the pipeline
-    provides them (``needs``); without them the description simply leaves people and place out.
+    Reads the ``faces``, ``places`` and ``tags`` payloads of earlier analyzers from ``PhotoInput.context`` when the
+    pipeline provides them (``needs``); without them the description simply leaves people, place and the pixel
+    attributes out.
     """
 
     name = "embeddings"
     model_id = "lite0-minilm-labels"
-    version = "2"  # 2: no place or time in the description
-    needs = ("faces", "places")
+    version = "2"  # 2: no place or time in the description; the tags analyzer's pixel attributes in it
+    needs = ("faces", "places", "tags")
 
     def __init__(
         self,
@@ -191,7 +204,8 @@ class EmbeddingAnalyzer(Analyzer):
         faces = len(faces_payload.get("faces", [])) if "error" not in faces_payload else None
         place = photo.context.get("places") if self.config.describe_place else None
         taken = photo.taken_at if self.config.describe_time else None
-        return compose_description(concepts, tags, faces, place, taken), scores
+        attributes = (photo.context.get("tags") or {}).get("attributes", ())
+        return compose_description(concepts, tags, faces, place, taken, attributes), scores
 
     def _predict(self, batch: Sequence[PhotoInput]) -> list[Analysis]:
         cfg = self.config
