@@ -57,13 +57,18 @@ def _hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def colour_shares(rgb: np.ndarray, cfg: AttributeConfig | None = None) -> dict[str, float]:
     """Share of all pixels that are clearly coloured and fall in each hue band (the shares sum to <= 1)."""
-    cfg = cfg or AttributeConfig()
-    hue, sat, val = _hsv(rgb)
+    return _shares(*_hsv(rgb), cfg or AttributeConfig())
+
+
+def _shares(hue: np.ndarray, sat: np.ndarray, val: np.ndarray, cfg: AttributeConfig) -> dict[str, float]:
     coloured = (sat > cfg.colourful_saturation) & (val > cfg.colourful_value)  # (H, W)
+    hue = hue[coloured]  # (M,) only the coloured pixels are binned
+    counts = np.histogram(hue, bins=np.arange(0.0, 361.0, 5.0))[0]  # (72,) 5-degree bins; every band edge is on one
     out = {}
     for name, start, end in HUE_BANDS:
-        band = ((hue >= start) | (hue < end)) if start > end else ((hue >= start) & (hue < end))
-        out[name] = float((band & coloured).mean())
+        lo, hi = int(start // 5), int(end // 5)
+        n = counts[lo:].sum() + counts[:hi].sum() if start > end else counts[lo:hi].sum()
+        out[name] = float(n) / max(sat.size, 1)
     return out
 
 
@@ -83,13 +88,13 @@ def pixel_attributes(rgb: np.ndarray, cfg: AttributeConfig | None = None) -> lis
     cfg = cfg or AttributeConfig()
     if rgb.ndim != 3 or rgb.shape[-1] != 3:
         raise ValueError(f"expected an RGB image (H, W, 3), got shape {rgb.shape}")
-    _, sat, val = _hsv(rgb)
+    hue, sat, val = _hsv(rgb)
     words = []
     mono = float(sat.mean()) < cfg.mono_saturation
     if mono:
         words.append("black and white")
     else:
-        shares = colour_shares(rgb, cfg)
+        shares = _shares(hue, sat, val, cfg)
         ranked = sorted(shares.items(), key=lambda kv: -kv[1])
         words.extend(name for name, share in ranked[: cfg.max_colours] if share >= cfg.colour_share)
     if float(val.mean()) < cfg.dark_value:
