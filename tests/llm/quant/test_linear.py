@@ -9,7 +9,8 @@ from torch import nn
 from albumen.llm.quant import Int4Linear, Int8Linear, PalettizedLinear, parse_scheme
 from albumen.llm.quant.linear import quantized_linear_class
 
-SCHEMES = ["int8", "int4-g32", "int4-g64", "int4-g128", "int4-g32-asym", "pal2", "pal3-gc16", "pal4", "pal4-gc16"]
+SCHEMES = ["int8", "int4-g32", "int4-g64", "int4-g128-sym", "int4-g32-sym", "pal2", "pal3-gc16", "pal4", "pal4-gc16",
+           "pal4-b32", "pal3-b32-sym"]
 # relative weight error each scheme must stay under on Gaussian weights
 MAX_REL_ERR = {"int8": 0.01, "int4": 0.12, "pal2": 0.35, "pal3": 0.2, "pal4": 0.1}
 
@@ -29,7 +30,8 @@ def test_from_float_keeps_shapes_and_weight(name: str) -> None:
     assert w.shape == (64, 256)
     rel = float((w - lin.weight.detach()).norm() / lin.weight.detach().norm())
     assert rel < MAX_REL_ERR[name.split("-")[0]]
-    budget = {"int8": 8.2, "int4-g32-asym": 5.1}.get(name, 4.6)  # asym stores a bf16 zero per group too
+    # a zero point per group (int4 default, pal4-b32) costs a bf16 per group on top of the scale
+    budget = {"int8": 8.2, "int4-g32": 5.1, "int4-g64": 4.6, "pal4-b32": 5.1, "pal3-b32-sym": 3.6}.get(name, 4.6)
     assert q.bits_per_weight() < budget
     torch.testing.assert_close(q.bias, lin.bias.detach())
 

@@ -48,6 +48,8 @@ def fits(scheme: LayerScheme, out_features: int, in_features: int) -> str | None
         return f"in_features {in_features} % group {scheme.group_size} != 0"
     if scheme.kind == "int4" and in_features % 2:
         return "odd in_features"
+    if scheme.kind == "palette" and scheme.granularity == "block" and in_features % scheme.group_size:
+        return f"in_features {in_features} % palette block {scheme.group_size} != 0"
     if scheme.kind == "palette" and scheme.granularity == "channel_group" and out_features % scheme.channel_group:
         return f"out_features {out_features} % channel group {scheme.channel_group} != 0"
     return None
@@ -64,7 +66,7 @@ def _fitting(scheme: LayerScheme, name: str, out_f: int, in_f: int, result: Quan
     why = fits(scheme, out_f, in_f)
     if why is None:
         return scheme
-    if scheme.kind == "int4":
+    if scheme.kind == "int4" or scheme.granularity == "block":
         group = scheme.group_size // 2
         while group >= 32:
             smaller = replace(scheme, group_size=group)

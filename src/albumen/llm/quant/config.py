@@ -20,7 +20,7 @@ __all__ = [
 ]
 
 Kind = Literal["int8", "int4", "palette", "none"]
-Granularity = Literal["tensor", "channel_group"]
+Granularity = Literal["tensor", "channel_group", "block"]
 
 
 @dataclass(frozen=True)
@@ -31,14 +31,16 @@ class LayerScheme:
     share a scale (and a zero point when ``symmetric`` is False). ``palette``: k-means look-up table of ``2**bits``
     entries, one table per tensor or one per ``channel_group`` consecutive output channels (Core ML's
     "per grouped channel"), on rows first divided by their own max |w| (``per_channel_scale``, Core ML's
-    ``enable_per_channel_scale``: one float per row, so rows of different magnitude share a table well).
+    ``enable_per_channel_scale``: one float per row, so rows of different magnitude share a table well);
+    granularity ``block``: one LUT per tensor on weights normalised per block of ``group_size`` inputs, with a
+    bf16 scale (and offset unless ``symmetric``) per block (a learned NF4; ``palettize.palettize_blocks``).
     ``none`` keeps the float weight.
     """
 
     kind: Kind = "int4"
     bits: int = 4
     group_size: int = 32
-    symmetric: bool = True
+    symmetric: bool = False  # int4: a zero point per group (the scheme `int4-g32` names); True: `int4-g32-sym`
     granularity: Granularity = "tensor"
     channel_group: int = 16
     kmeans_iters: int = 30
@@ -54,7 +56,9 @@ class LayerScheme:
             raise ValueError(f"int4 needs bits=4 and group_size in 32/64/128/256, got {self.bits}/{self.group_size}")
         if self.kind == "palette" and self.bits not in (1, 2, 3, 4, 6, 8):
             raise ValueError(f"palette bits must be one of 1,2,3,4,6,8, got {self.bits}")
-        if self.granularity not in ("tensor", "channel_group"):
+        if self.kind == "palette" and self.granularity == "block" and self.group_size % 8:
+            raise ValueError(f"palette block must be a multiple of 8, got {self.group_size}")
+        if self.granularity not in ("tensor", "channel_group", "block"):
             raise ValueError(f"unknown palette granularity {self.granularity!r}")
 
     @property
@@ -70,11 +74,11 @@ class LayerScheme:
 
 
 _INT4 = re.compile(r"^int4-g(\d+)(-asym|-sym)?$")
-_PAL = re.compile(r"^pal(\d)(?:-gc(\d+))?$")
+_PAL = re.compile(r"^pal(\d)(?:-gc(\d+)|-b(\d+)(-sym|-asym)?)?$")
 
 
 def parse_scheme(name: str) -> LayerScheme:
-    """``"int8"``, ``"int4-g32"``, ``"int4-g64-asym"``, ``"pal4"`` (per tensor), ``"pal3-gc16"`` (per 16 channels),
+    """``"int8"``, ``"int4-g32"`` (asymmetric), ``"int4-g64-sym"``, ``"pal4"`` (per tensor), ``"pal3-gc16"`` (per 16 channels),
     ``"none"`` -> a ``LayerScheme``; anything else is a ``ValueError`` listing what is accepted."""
     text = name.strip().lower()
     if text in ("none", "fp32", "float"):
@@ -82,14 +86,19 @@ def parse_scheme(name: str) -> LayerScheme:
     if text == "int8":
         return LayerScheme(kind="int8", bits=8)
     if m := _INT4.match(text):
-        return LayerScheme(kind="int4", bits=4, group_size=int(m.group(1)), symmetric=m.group(2) != "-asym")
+        # A zero point per group unless "-sym": the int4 kernel takes zeros at no cost, and the 16 levels then follow
+        # each group's own [min, max] (as gpt-fast / torchao int4, GPTQ, AWQ and llama.cpp's Q4_1 / Q4_K do).
+        return LayerScheme(kind="int4", bits=4, group_size=int(m.group(1)), symmetric=m.group(2) == "-sym")
     if m := _PAL.match(text):
+        if m.group(3):
+            return LayerScheme(kind="palette", bits=int(m.group(1)), granularity="block", group_size=int(m.group(3)),
+                               symmetric=m.group(4) == "-sym")
         if m.group(2):
             return LayerScheme(kind="palette", bits=int(m.group(1)), granularity="channel_group",
                                channel_group=int(m.group(2)))
         return LayerScheme(kind="palette", bits=int(m.group(1)), granularity="tensor")
     raise ValueError(
-        f"unknown scheme {name!r}; expected one of: none, int8, int4-g{{32,64,128}}[-asym], pal{{2,3,4}}[-gcN], "
+        f"unknown scheme {name!r}; expected one of: none, int8, int4-g{{32,64,128}}[-sym|-asym], pal{{2,3,4}}[-gcN|-bN[-sym]], "
         f"or a preset: {', '.join(sorted(PRESETS))}"
     )
 
@@ -101,9 +110,11 @@ def scheme_name(s: LayerScheme) -> str:
     if s.kind == "int8":
         return "int8"
     if s.kind == "int4":
-        return f"int4-g{s.group_size}" + ("" if s.symmetric else "-asym")
+        return f"int4-g{s.group_size}" + ("-sym" if s.symmetric else "")
     if s.granularity == "channel_group":
         return f"pal{s.bits}-gc{s.channel_group}"
+    if s.granularity == "block":
+        return f"pal{s.bits}-b{s.group_size}" + ("-sym" if s.symmetric else "")
     return f"pal{s.bits}"
 
 
@@ -167,7 +178,7 @@ class QuantConfig:
         )
 
 
-def _int4_all(group: int, symmetric: bool = True) -> QuantConfig:
+def _int4_all(group: int, symmetric: bool = False) -> QuantConfig:
     s = LayerScheme(kind="int4", bits=4, group_size=group, symmetric=symmetric)
     return QuantConfig(default=s, lm_head=s, embedding=s)
 

@@ -4,7 +4,10 @@ Measured on the project machines (``benchmarks/quantization.py`` and ``docs/quan
 one thread, an 8960x1536 weight cycled with 7 others so that it comes from DRAM (fp32 ``F.linear`` = 1.0x):
 
 - int4: ``aten._weight_int4pack_mm_for_cpu`` with bf16 activations, 6.6x. Needs out_features % 16 == 0.
-- int8, default: ``aten._weight_int8pack_mm`` with bf16 activations (weight-only, exact up to bf16), 3.0x.
+- int8, default for 1..8 rows: ``"vnni"``, the project's own GEMV (``albumen.llm.kernels.quant_gemv``: VPDPBUSD on
+  activations quantized to int8 per block of 32, llama.cpp-style), 1.4x int8pack on Qwen's 151936x1536 head;
+  longer inputs fall through to int8pack in the same layout object.
+- int8, otherwise: ``aten._weight_int8pack_mm`` with bf16 activations (weight-only, exact up to bf16), 3.0x.
   (With two threads on a busy 2-core box every kernel, this one included, drops to ~8 ms: OpenMP barriers wait on
   descheduled threads. That, not the kernel, is the "int8pack is slow at M=1" figure.)
 - int8, opt-in ``"fbgemm"``: fbgemm's dynamic-quantized linear (``quantized::linear_dynamic``, activations quantized
@@ -94,7 +97,7 @@ def int4_linear(x: Tensor, w: Int4Packed) -> Tensor:
 
 
 class Int8Packed:
-    """An int8 per-channel weight in the layout of one int8 kernel: ``"fbgemm"`` or ``"int8pack"``."""
+    """An int8 per-channel weight in the layout of one int8 kernel: ``"vnni"``, ``"fbgemm"`` or ``"int8pack"``."""
 
     def __init__(self, kernel: str, payload: Any, out_features: int, nbytes: int = 0) -> None:
         self.kernel = kernel
@@ -117,6 +120,14 @@ def pack_int8(q: Tensor, scale: Tensor, kernel: str = "fbgemm") -> Int8Packed | 
         if not fbgemm_int8_available():
             return None
         return Int8Packed("fbgemm", _prepack_fbgemm(q, scale), q.shape[0], q.numel() + 8 * q.shape[0])
+    if kernel == "vnni":
+        from albumen.llm.kernels import quant_gemv
+
+        if not quant_gemv.quant_gemv_available() or q.shape[1] % 32:
+            return None
+        rest = pack_int8(q, scale, "int8pack")  # for inputs of more than 8 rows
+        return Int8Packed("vnni", (quant_gemv.pack_q8(q, scale), rest), q.shape[0],
+                          2 * q.numel() + 8 * q.shape[0])
     if kernel == "int8pack":
         if not hasattr(torch.ops.aten, "_weight_int8pack_mm"):
             return None
@@ -124,13 +135,20 @@ def pack_int8(q: Tensor, scale: Tensor, kernel: str = "fbgemm") -> Int8Packed | 
         if q.data_ptr() % 64:  # tensors mapped from a safetensors file can sit at any offset: the kernel crashes
             q = q.clone()
         return Int8Packed("int8pack", (q, scale.float()), q.shape[0], q.numel() + 4 * q.shape[0])
-    raise ValueError(f"unknown int8 kernel {kernel!r}; expected 'fbgemm' or 'int8pack'")
+    raise ValueError(f"unknown int8 kernel {kernel!r}; expected 'vnni', 'fbgemm' or 'int8pack'")
 
 
 def int8_linear(x: Tensor, w: Int8Packed) -> Tensor:
     """(..., K) activations -> (..., N) in x's dtype."""
     lead = x.shape[:-1]
     x2 = x.reshape(-1, x.shape[-1])  # (M, K)
+    if w.kernel == "vnni":
+        from albumen.llm.kernels import quant_gemv
+
+        layout, rest = w.payload
+        if x2.shape[0] <= quant_gemv.MAX_ROWS or rest is None:
+            return quant_gemv.q8_linear(x2, layout).reshape(*lead, w.out_features).to(x.dtype)
+        w = rest
     if w.kernel == "fbgemm":
         # reduce_range=True keeps the u8*s8 products from saturating the 16-bit accumulation of the AVX2 path.
         y = torch.ops.quantized.linear_dynamic(x2.float(), w.payload, True)

@@ -23,12 +23,20 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from albumen.llm.kernels import quant_gemv
 from albumen.llm.quant import kernels
 from albumen.llm.quant.affine import dequantize_int4, pack_nibbles, quantize_int4, quantize_int8, unpack_nibbles
 from albumen.llm.quant.config import LayerScheme
-from albumen.llm.quant.palettize import pack_bits, palettize, unpack_bits
+from albumen.llm.quant.palettize import pack_bits, palettize, palettize_blocks, unpack_bits
 
-__all__ = ["Int4Linear", "Int8Linear", "PalettizedLinear", "QuantizedLinear", "quantized_linear_class"]
+__all__ = [
+    "BlockPalettizedLinear",
+    "Int4Linear",
+    "Int8Linear",
+    "PalettizedLinear",
+    "QuantizedLinear",
+    "quantized_linear_class",
+]
 
 
 class QuantizedLinear(nn.Module):
@@ -128,7 +136,7 @@ class QuantizedLinear(nn.Module):
 
 
 class Int8Linear(QuantizedLinear):
-    """Symmetric per-channel int8 weight; ``kernel`` = "auto" | "fbgemm" | "int8pack" | "dequant"."""
+    """Symmetric per-channel int8 weight; ``kernel`` = "auto" | "vnni" | "fbgemm" | "int8pack" | "dequant"."""
 
     def __init__(self, in_features: int, out_features: int, scheme: LayerScheme, bias: bool) -> None:
         super().__init__(in_features, out_features, scheme, bias)
@@ -145,7 +153,8 @@ class Int8Linear(QuantizedLinear):
         return self.qweight[ids].float() * self.scale[ids][..., None]
 
     def _build_runtime(self) -> tuple[str, Any] | None:
-        order = {"auto": ("int8pack", "fbgemm"), "fbgemm": ("fbgemm",), "int8pack": ("int8pack",)}.get(self.kernel, ())
+        order = {"auto": ("vnni", "int8pack", "fbgemm"), "vnni": ("vnni",), "fbgemm": ("fbgemm",),
+                 "int8pack": ("int8pack",)}.get(self.kernel, ())
         for name in order:
             packed = kernels.pack_int8(self.qweight, self.scale, name)
             if packed is not None:
@@ -264,10 +273,10 @@ class PalettizedLinear(QuantizedLinear):
     def _build_runtime(self) -> tuple[str, Any] | None:
         if self.kernel == "bf16":
             return "lut-bf16", self.dequantize().to(torch.bfloat16)
-        if self.kernel not in ("auto", "fbgemm", "int8pack"):
+        if self.kernel not in ("auto", "vnni", "fbgemm", "int8pack"):
             return None
         q, scale = self.int8_weight()
-        for name in ("int8pack", "fbgemm") if self.kernel == "auto" else (self.kernel,):
+        for name in ("vnni", "int8pack", "fbgemm") if self.kernel == "auto" else (self.kernel,):
             packed = kernels.pack_int8(q, scale, name)
             if packed is not None:
                 return f"lut-{name}", packed
@@ -280,8 +289,94 @@ class PalettizedLinear(QuantizedLinear):
         return kernels.int8_linear(x, payload)
 
 
+class BlockPalettizedLinear(QuantizedLinear):
+    """A palette with per-block scales (``pal4-b32``): b-bit indices into one int8 LUT per tensor, and a bf16 scale
+    (and offset) per block of ``group_size`` inputs; weight = lut[idx] * scale + zero.
+
+    Runtime: for up to 8 rows the quantized GEMV kernel looks the 4-bit codes up in its 16-entry table inside the
+    product (``kernels.quant_gemv``, the same speed class as int4: 5 bits/weight read); longer inputs run it in
+    8-row slices up to ``slice_rows_max`` rows, then the dequant path. ``kernel="bf16"`` expands once to a bf16
+    weight instead.
+    """
+
+    slice_rows_max = 64
+
+    def __init__(self, in_features: int, out_features: int, scheme: LayerScheme, bias: bool) -> None:
+        super().__init__(in_features, out_features, scheme, bias)
+        if in_features % scheme.group_size:
+            raise ValueError(f"in_features {in_features} is not a multiple of palette block {scheme.group_size}")
+        groups = in_features // scheme.group_size
+        self.register_buffer("qindex", torch.zeros(out_features, (in_features * scheme.bits + 7) // 8, dtype=torch.uint8))
+        self.register_buffer("lut", torch.zeros(1, 2**scheme.bits, dtype=torch.int8))
+        self.register_buffer("scale", torch.ones(out_features, groups, dtype=torch.bfloat16))
+        zero = None if scheme.symmetric else torch.zeros(out_features, groups, dtype=torch.bfloat16)
+        self.register_buffer("zero", zero)
+        self.kernel_max_rows = quant_gemv.MAX_ROWS  # longer inputs: 8-row slices (``forward``), then dequant
+
+    def _quantize_from(self, w: Tensor) -> None:
+        s = self.scheme
+        idx, self.lut, scale, zero = palettize_blocks(w, s.bits, s.group_size, s.symmetric, s.kmeans_iters)
+        self.qindex = pack_bits(idx, s.bits)
+        self.scale = scale.to(torch.bfloat16)
+        if zero is not None:
+            self.zero = zero.to(torch.bfloat16)
+
+    def indices(self) -> Tensor:
+        """(out, in) uint8 LUT indices."""
+        return unpack_bits(self.qindex, self.scheme.bits, self.in_features)
+
+    def _expand(self, idx: Tensor, scale: Tensor, zero: Tensor | None) -> Tensor:
+        g = self.scheme.group_size
+        w = self.lut[0].float()[idx.long()]  # (..., K)
+        lead = w.shape[:-1]
+        w = w.reshape(*lead, -1, g) * scale.float()[..., None]  # (..., G, g)
+        if zero is not None:
+            w = w + zero.float()[..., None]
+        return w.reshape(*lead, self.in_features)
+
+    def dequantize(self) -> Tensor:
+        return self._expand(self.indices(), self.scale, self.zero)
+
+    def rows(self, ids: Tensor) -> Tensor:
+        flat = ids.reshape(-1)
+        idx = unpack_bits(self.qindex[flat], self.scheme.bits, self.in_features)  # (M, K)
+        w = self._expand(idx, self.scale[flat], None if self.zero is None else self.zero[flat])
+        return w.reshape(*ids.shape, self.in_features)
+
+    def _build_runtime(self) -> tuple[str, Any] | None:
+        if self.kernel == "bf16":
+            return "lut-bf16", self.dequantize().to(torch.bfloat16)
+        if self.kernel not in ("auto", "vnni") or self.scheme.bits > 4 or not quant_gemv.quant_gemv_available():
+            return None
+        lut = torch.zeros(16, dtype=torch.int8)
+        lut[: self.lut.shape[1]] = self.lut[0]
+        return "lut-vnni", quant_gemv.pack_q4(self.indices(), self.scale, self.zero, self.scheme.group_size, lut)
+
+    def forward(self, x: Tensor) -> Tensor:  # (..., in_features) -> (..., out_features)
+        rows = x.numel() // max(self.in_features, 1)
+        if (rows <= self.kernel_max_rows or rows > self.slice_rows_max or self.reference
+                or (torch.is_grad_enabled() and x.requires_grad)):
+            return super().forward(x)
+        rt = self.runtime()
+        if rt is None or rt[0] != "lut-vnni":
+            return super().forward(x)
+        x2 = x.reshape(rows, self.in_features)  # (M, K) in slices of 8 rows: each slice reads the weight once
+        step = quant_gemv.MAX_ROWS
+        y = torch.cat([self._run_kernel(x2[i:i + step], rt) for i in range(0, rows, step)])  # (M, N)
+        y = y.reshape(*x.shape[:-1], self.out_features)
+        return y if self.bias is None else y + self.bias.to(y.dtype)
+
+    def _run_kernel(self, x: Tensor, runtime: tuple[str, Any]) -> Tensor:
+        name, payload = runtime
+        if name == "lut-bf16":
+            return torch.nn.functional.linear(x.to(torch.bfloat16), payload).to(x.dtype)
+        return quant_gemv.q4_linear(x, payload)
+
+
 def quantized_linear_class(scheme: LayerScheme) -> type[QuantizedLinear]:
     """The module class for a scheme kind."""
+    if scheme.kind == "palette" and scheme.granularity == "block":
+        return BlockPalettizedLinear
     classes: dict[str, type[QuantizedLinear]] = {"int8": Int8Linear, "int4": Int4Linear, "palette": PalettizedLinear}
     if scheme.kind not in classes:
         raise ValueError(f"no quantized linear for kind {scheme.kind!r}")

@@ -20,13 +20,14 @@ __all__ = [
     "kmeans_1d",
     "pack_bits",
     "palettize",
+    "palettize_blocks",
     "palettize_grouped_channels",
     "palettize_tensor",
     "unpack_bits",
 ]
 
 
-def kmeans_1d(values: Tensor, k: int, iters: int = 12) -> Tensor:
+def kmeans_1d(values: Tensor, k: int, iters: int = 12, init: Tensor | None = None) -> Tensor:
     """Lloyd's k-means on rows of scalars, batched: one independent clustering per row.
 
     In 1-D the clusters are intervals of the sorted values, so each step is: boundaries = midpoints between
@@ -37,6 +38,7 @@ def kmeans_1d(values: Tensor, k: int, iters: int = 12) -> Tensor:
         values: (R, n) float values; each row is clustered on its own.
         k: clusters per row.
         iters: Lloyd iterations.
+        init: (k,) starting centroids (sorted) for every row instead of the quantiles.
     Returns:
         (R, k) float32 centroids, sorted ascending per row.
     """
@@ -45,7 +47,7 @@ def kmeans_1d(values: Tensor, k: int, iters: int = 12) -> Tensor:
     csum = torch.nn.functional.pad(v.double().cumsum(dim=1), (1, 0))  # (R, n + 1)
     qs = (torch.arange(k, dtype=torch.float64) + 0.5) / k
     idx0 = (qs * (n - 1)).round().long().clamp(0, n - 1)
-    cent = v[:, idx0].double()  # (R, k)
+    cent = v[:, idx0].double() if init is None else init.double().expand(r, k).clone()  # (R, k)
     for _ in range(iters):
         mids = (cent[:, 1:] + cent[:, :-1]) / 2  # (R, k - 1)
         # cut[j] = number of sorted values below boundary j
@@ -139,3 +141,59 @@ def unpack_bits(packed: Tensor, bits: int, k: int) -> Tensor:
     planes = torch.remainder(torch.div(packed.to(torch.int32)[..., None], powers, rounding_mode="floor"), 2)
     planes = planes.reshape(n, -1)[:, : k * bits].reshape(n, k, bits)  # (N, K, bits), little-endian
     return (planes * powers[:bits]).sum(-1).to(torch.uint8)
+
+
+def palettize_blocks(
+    w: Tensor, bits: int, block: int, symmetric: bool = False, iters: int = 12, refits: int = 2,
+    sample: int = 1 << 22,
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """A palette with per-block scales: one k-means LUT shared by the tensor, learned on block-normalised weights.
+
+    Core ML's per-channel scale idea at block granularity (a learned NF4): every block of ``block`` inputs is first
+    mapped to [-1, 1] (asymmetric: by its min and max; symmetric: by its max |w|), the LUT is k-means on those
+    normalised values (a random ``sample`` of them for big tensors), entries snapped to an int8 grid, and then, for
+    ``refits`` rounds, each block's scale (and offset) is re-fitted by least squares to its assigned entries and the
+    weights are re-assigned.
+
+    Args:
+        w: (N, K) float weight, K divisible by ``block``.
+        bits: index bits (2**bits LUT entries).
+        block: inputs per (scale, offset).
+        symmetric: no offset (scale only).
+    Returns:
+        idx: (N, K) uint8; lut: (1, 2**bits) int8 (sorted); scale, zero: (N, K // block) float32 (zero None when
+        symmetric), with ``w[n, j] ~= lut[idx[n, j]] * scale[n, j // block] + zero[n, j // block]``.
+    """
+    n, k = w.shape
+    if k % block:
+        raise ValueError(f"in_features {k} is not a multiple of the palette block {block}")
+    wg = w.detach().float().reshape(n, k // block, block)  # (N, G, b)
+    if symmetric:
+        zero = torch.zeros(n, k // block)
+        half = wg.abs().amax(dim=-1).clamp(min=1e-12)  # (N, G)
+    else:
+        lo, hi = wg.amin(dim=-1), wg.amax(dim=-1)
+        zero, half = (hi + lo) / 2, ((hi - lo) / 2).clamp(min=1e-12)
+    u = (wg - zero[..., None]) / half[..., None]  # (N, G, b) in [-1, 1]
+    flat = u.reshape(1, -1)
+    if flat.shape[1] > sample:
+        pick = torch.randperm(flat.shape[1], generator=torch.Generator().manual_seed(0))[:sample]
+        flat = flat[:, pick]
+    # Start from an even grid: every block reaches -1 and +1 (asymmetric) so the extremes are always populated,
+    # and weights that already lie on a uniform 4-bit grid per block (GGUF Q4 checkpoints) are found exactly.
+    lut = kmeans_1d(flat, 2**bits, iters, init=torch.linspace(-1.0, 1.0, 2**bits))  # (1, 2**bits) in [-1, 1]
+    lut_q = torch.round(lut * 127.0).clamp(-127, 127)  # int8 grid; the block scale absorbs the 1/127
+    scale, zero = half / 127.0, zero
+    table = lut_q[0]
+    for _ in range(refits + 1):
+        idx = _assign(((wg - zero[..., None]) / scale[..., None]).reshape(1, -1), lut_q).reshape(n, -1, block)
+        c = table[idx.long()]  # (N, G, b) assigned integer entries
+        if symmetric:
+            scale = ((c * wg).sum(-1) / (c * c).sum(-1).clamp(min=1e-12)).clamp(min=1e-12)
+        else:  # ordinary least squares of w on c per block
+            cm, wm = c.mean(-1), wg.mean(-1)
+            var = ((c - cm[..., None]) ** 2).sum(-1)
+            cov = ((c - cm[..., None]) * (wg - wm[..., None])).sum(-1)
+            scale = torch.where(var > 0, cov / var.clamp(min=1e-12), scale).clamp(min=1e-12)
+            zero = wm - scale * cm
+    return idx.reshape(n, k).to(torch.uint8), lut_q.to(torch.int8), scale, None if symmetric else zero
