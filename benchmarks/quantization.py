@@ -57,10 +57,11 @@ from albumen.llm.quant.checkpoint import copy_model_files, save_quantized
 from albumen.llm.quant.quality import perplexity_and_kl, token_windows
 
 SMALL_SCHEMES = [
-    "fp32", "bf16", "int8", "int4-g32", "int4-g64", "int4-g128", "int4-g32-asym", "int4-g64-asym", "int4-g128-asym",
-    "pal2", "pal3", "pal4", "pal2-gc16", "pal3-gc16", "pal4-gc16", "mixed", "int4-g32-all", "int4-g32-all@bf16",
+    "fp32", "bf16", "int8", "int4-g32", "int4-g64", "int4-g128", "int4-g32-sym", "int4-g64-sym", "int4-g128-sym",
+    "pal2", "pal3", "pal4", "pal2-gc16", "pal3-gc16", "pal4-gc16", "pal4-b32", "pal4-b32-sym", "pal3-b32", "mixed",
+    "int4-g32-all",
 ]
-LARGE_SCHEMES = ["fp32", "bf16", "int8", "int4-g32", "int4-g32@bf16", "int4-g128", "pal4-gc16", "int4-g32-all"]
+LARGE_SCHEMES = ["fp32", "int8", "int4-g32", "int4-g32-sym", "int4-g32-all", "pal4", "pal4-gc16", "pal4-b32", "mixed"]
 
 
 @dataclass
@@ -216,81 +217,144 @@ def recover_rows(scheme: str, out: Path, teacher: nn.Module, train: list[torch.T
             "loss_first": res.losses[0], "loss_last": res.losses[-1]}
 
 
-def bench_model(name: str, schemes: list[str], a: argparse.Namespace) -> dict[str, Any]:
+def _cache_file(a: argparse.Namespace, name: str) -> Path:
+    return a.out_dir / f"{name}.json"
+
+
+def load_results(a: argparse.Namespace, name: str) -> dict[str, Any]:
+    """The merged results of every phase run so far for ``name`` (empty skeleton if none)."""
+    path = _cache_file(a, name)
+    if path.is_file():
+        return json.loads(path.read_text())
+    return {"model": name, "rows": {}, "recovery": [], "quality": {}, "speed": {}}
+
+
+def save_results(a: argparse.Namespace, res: dict[str, Any]) -> None:
+    a.out_dir.mkdir(parents=True, exist_ok=True)
+    path = _cache_file(a, res["model"])
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(res, indent=1))
+    tmp.replace(path)
+
+
+def _setup(name: str, a: argparse.Namespace) -> tuple[Path, Path, Any, nn.Module]:
     models_dir = a.models_dir or default_models_dir()
     folder = resolve_folder(name, models_dir)
     gguf = resolve_preset(name, models_dir)
     fp32, tok = load_model(folder, torch.float32)
-    text = held_out_text()
-    ids = tok.encode(text)
+    return folder, gguf, tok, fp32
+
+
+def quality_phase(name: str, schemes: list[str], a: argparse.Namespace) -> dict[str, Any]:
+    """Quantize, save, reload and measure size, ppl and KL of each scheme (one variant in memory at a time);
+    each row is written to the results file as soon as it is measured, so an interrupted run resumes."""
+    res = load_results(a, name)
+    folder, gguf, tok, fp32 = _setup(name, a)
+    ids = tok.encode(held_out_text())
     cut = 2 * len(ids) // 3
     held = token_windows(ids[cut:], a.window, a.windows)
     train = token_windows(ids[:cut], a.train_window)
     calib = train[:1]
     with torch.no_grad():
-        refs: list[torch.Tensor | None] = [fp32(w) if i < a.kl_windows else None
-                                           for i, w in enumerate(held)]
+        refs: list[torch.Tensor | None] = [fp32(w) if i < a.kl_windows else None for i, w in enumerate(held)]
     dec_window = held[0][:, : a.decode_kl_tokens]
-    ref_dec = refs[0][:, : a.decode_kl_tokens] if refs[0] is not None else fp32(dec_window)
-    prompt = tok.encode(tok.apply_chat_template([{"role": "user", "content": BENCH_TEXT}]))
-    rows: dict[str, Row] = {}
-    models: dict[str, nn.Module] = {}
-    work = Path(tempfile.mkdtemp(prefix="albumen-quant-bench-"))
+    ref_dec = decode_logits(fp32, dec_window)
+    res["quality"] = {"held_out_tokens": sum(w.numel() for w in held), "window": a.window,
+                      "kl_tokens": sum(w.numel() for w, r in zip(held, refs) if r is not None),
+                      "decode_kl_tokens": dec_window.shape[1], "range_search": a.range_search, "gguf": gguf.name}
+    work = a.out_dir / name
     for scheme in schemes:
+        old = res["rows"].get(scheme, {})
+        if old.get("ppl") and not a.force:
+            continue
         t = time.perf_counter()
         model, row = (fp32, Row("fp32", bits=32.0, file_mb=sum(p.stat().st_size for p in folder.glob(
             "*.safetensors")) / 1e6)) if scheme == "fp32" else build_variant(scheme, folder, work, calib,
                                                                     a.range_search)
         row.ppl, row.kl = perplexity_and_kl(model, held, refs)
         row.kl_decode = kl_of(ref_dec, decode_logits(model, dec_window))
-        rows[scheme], models[scheme] = row, model
+        res["rows"][scheme] = {**old, **{k: v for k, v in asdict(row).items() if k not in ("tps", "mem_mb")}}
+        save_results(a, res)
         print(f"  {scheme:15s} bits {row.bits:5.2f}  ppl {row.ppl:8.3f}  KL {row.kl:.4f}  KL dec {row.kl_decode:.4f}"
               f"  ({time.perf_counter() - t:.0f} s) {row.note}", file=sys.stderr, flush=True)
-    if a.json:  # the quality half survives a later timeout
-        a.json.with_suffix(".partial.json").write_text(json.dumps([asdict(r) for r in rows.values()], indent=1))
+        del model
+    done = {c["scheme"] for c in res["recovery"]}
+    for s in a.recover.split(","):
+        if s and s in res["rows"] and (s not in done or a.force):
+            res["recovery"] = [c for c in res["recovery"] if c["scheme"] != s]
+            res["recovery"].append(recover_rows(s, work, fp32, train, held, refs, a.recover_steps))
+            save_results(a, res)
+    return res
+
+
+def speed_phase(name: str, schemes: list[str], a: argparse.Namespace) -> dict[str, Any]:
+    """Decode tok/s of every scheme (checkpoints from the quality phase, quantized now if missing) and llama.cpp
+    on the model's GGUF, interleaved per repeat (A/B/C..., then reversed), median; memory after decoding."""
+    res = load_results(a, name)
+    folder, gguf, tok, fp32 = _setup(name, a)
+    prompt = tok.encode(tok.apply_chat_template([{"role": "user", "content": BENCH_TEXT}]))
+    models: dict[str, nn.Module] = {"fp32": fp32}
+    for scheme in schemes:
+        if scheme != "fp32":
+            models[scheme], row = build_variant(scheme, folder, a.out_dir / name, [], a.range_search)
+            res["rows"].setdefault(scheme, asdict(row))
     runs: dict[str, Callable[[], float]] = {
         s: (lambda m=m: run_once(m, prompt, a.new_tokens).decode_tokens_per_s) for s, m in models.items()}
     if not a.no_llama_cpp:
         lr = llama_cpp_run(gguf, prompt, a.new_tokens, a.threads)
         if lr is not None:
             key = f"llama.cpp {gguf.stem.split('.')[-1].split('-')[-1]}"  # its own format: Q4_1, q4_k_m
-            runs[key], rows[key] = lr, Row(key, note=gguf.name)
+            runs[key] = lr
+            res["rows"].setdefault(key, asdict(Row(key, note=gguf.name)))
+    tps: dict[str, list[float]] = {s: [] for s in runs}
     for run in runs.values():
         run()  # warm-up: page faults of mapped weights, kernel layouts packed, threads started
     for r in range(a.repeats):
         for s in list(runs) if r % 2 == 0 else list(reversed(runs)):
-            rows[s].tps.append(runs[s]())
-    for s, m in models.items():
-        rows[s].mem_mb = model_bytes(m) / 1e6
-    recovered = [recover_rows(s, work, fp32, train, held, refs, a.recover_steps)
-                 for s in a.recover.split(",") if s and s in rows]
-    base = rows["fp32"].median_tps or 1.0
-    return {"model": name, "gguf": gguf.name, "threads": a.threads, "held_out_tokens": sum(w.numel() for w in held),
-            "kl_tokens": sum(w.numel() for w, r in zip(held, refs) if r is not None),
-            "rows": [dict(asdict(r), median_tps=r.median_tps, x_fp32=r.median_tps / base) for r in rows.values()],
-            "recovery": recovered, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3}
+            tps[s].append(runs[s]())
+    base = statistics.median(tps["fp32"])
+    for s, values in tps.items():
+        row = res["rows"][s]
+        row["tps"], row["median_tps"] = values, statistics.median(values)
+        row["x_fp32"] = row["median_tps"] / base
+        if s in models:
+            row["mem_mb"] = model_bytes(models[s]) / 1e6
+    res["speed"] = {"threads": a.threads, "new_tokens": a.new_tokens, "repeats": a.repeats,
+                    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3}
+    save_results(a, res)
+    return res
 
 
-def markdown(result: dict[str, Any]) -> str:
-    fp = next(r for r in result["rows"] if r["scheme"] == "fp32")
-    lines = [f"### {result['model']} ({result['threads']} thread(s); ppl on {result['held_out_tokens']} held-out "
-             f"tokens, KL on {result['kl_tokens']})", "",
+def markdown(res: dict[str, Any]) -> str:
+    """The merged table of every phase: quality columns from ``--phase quality``, speed from ``--phase speed``."""
+    rows = res["rows"]
+    fp = rows.get("fp32", {})
+    q, sp = res.get("quality", {}), res.get("speed", {})
+    lines = [f"### {res['model']} (ppl on {q.get('held_out_tokens', '?')} held-out tokens, KL on "
+             f"{q.get('kl_tokens', '?')}, KL dec on {q.get('decode_kl_tokens', '?')}; decode "
+             f"{sp.get('threads', '?')} thread(s), {sp.get('new_tokens', '?')} new tokens, median of "
+             f"{sp.get('repeats', '?')})", "",
              "| scheme | bits/w | file MB | mem MB | ppl | ppl vs fp32 | KL | KL dec | tok/s | x fp32 | note |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in result["rows"]:
-        q = r["ppl"] > 0
-        lines.append(
-            f"| {r['scheme']} | {r['bits']:.2f} | {r['file_mb']:.1f} | {r['mem_mb']:.0f} | "
-            f"{r['ppl']:.3f} | {(r['ppl'] / fp['ppl'] - 1) * 100:+.2f}% | {r['kl']:.4f} | {r['kl_decode']:.4f} | "
-            f"{r['median_tps']:.1f} | {r['x_fp32']:.2f} | {r['note']} |" if q else
-            f"| {r['scheme']} | | | | | | | | {r['median_tps']:.1f} | {r['x_fp32']:.2f} | {r['note']} |")
-    if result["recovery"]:
+    order = sorted(rows, key=lambda k: k.startswith("llama.cpp"))
+    for key in order:
+        r = rows[key]
+        speed = f"{r['median_tps']:.1f} | {r['x_fp32']:.2f}" if r.get("median_tps") else " | "
+        mem = f"{r['mem_mb']:.0f}" if r.get("mem_mb") else ""
+        if r.get("ppl") and fp.get("ppl"):
+            lines.append(f"| {key} | {r['bits']:.2f} | {r['file_mb']:.1f} | {mem} | {r['ppl']:.3f} | "
+                         f"{(r['ppl'] / fp['ppl'] - 1) * 100:+.2f}% | {r['kl']:.4f} | {r['kl_decode']:.4f} | "
+                         f"{speed} | {r['note'].strip()} |")
+        else:
+            lines.append(f"| {key} | | | {mem} | | | | | {speed} | {r.get('note', '').strip()} |")
+    if res.get("recovery"):
         lines += ["", "| LoRA recovery | steps | s | adapter MB | ppl before -> after | KL before -> after |",
                   "|---|---|---|---|---|---|"]
-        for c in result["recovery"]:
+        for c in res["recovery"]:
             lines.append(f"| {c['scheme']} | {c['steps']} | {c['seconds']} | {c['adapter_mb']} | "
                          f"{c['ppl_before']:.3f} -> {c['ppl_after']:.3f} | {c['kl_before']:.4f} -> {c['kl_after']:.4f} |")
-    lines.append(f"\npeak RSS of the whole run: {result['peak_rss_mb']:.0f} MB")
+    if sp.get("peak_rss_mb"):
+        lines.append(f"\npeak RSS of the speed run: {sp['peak_rss_mb']:.0f} MB")
     return "\n".join(lines)
 
 
@@ -339,6 +403,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--large", action="store_true", help="Qwen2.5-1.5B instead of SmolLM2-135M")
     ap.add_argument("--model", default="", help="a preset instead of the default")
     ap.add_argument("--schemes", default="", help="comma-separated; default: all for SmolLM2, a subset for --large")
+    ap.add_argument("--phase", choices=["all", "quality", "speed", "table"], default="all",
+                    help="quality: sizes, ppl, KL (run under bg); speed: tok/s and memory (run under heavy); "
+                         "table: print the merged results; all: quality, speed, table in one process")
+    ap.add_argument("--out-dir", type=Path, default=Path("build/bench/quant"),
+                    help="results (<model>.json, merged across phases) and the quantized checkpoints")
+    ap.add_argument("--force", action="store_true", help="re-measure quality rows already in the results")
     ap.add_argument("--threads", type=int, default=1, help="torch and llama.cpp threads (1: stable on shared boxes)")
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
@@ -347,12 +417,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--kl-windows", type=int, default=6)
     ap.add_argument("--decode-kl-tokens", type=int, default=64)
     ap.add_argument("--train-window", type=int, default=128)
-    ap.add_argument("--recover", default="int4-g32,pal3-gc16", help="schemes to run LoRA recovery on ('' = none)")
+    ap.add_argument("--recover", default="int4-g32-sym,pal3-gc16", help="schemes to run LoRA recovery on ('' = none)")
     ap.add_argument("--recover-steps", type=int, default=30)
     ap.add_argument("--range-search", type=int, default=8, help="int4 clipping ratios tried per group (0: fastest)")
     ap.add_argument("--no-llama-cpp", action="store_true")
     ap.add_argument("--models-dir", type=Path, default=None)
-    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--json", type=Path, default=None, help="also copy the merged results here")
     ap.add_argument("--kernels", action="store_true", help="only the per-kernel matmul table (~20 s)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -365,12 +435,15 @@ def main(argv: list[str] | None = None) -> None:
     if "fp32" not in schemes:
         schemes = ["fp32", *schemes]
     start = time.perf_counter()
-    result = bench_model(name, schemes, a)
-    result["seconds"] = round(time.perf_counter() - start, 1)
-    print(markdown(result))
-    print(f"\n({result['seconds']} s)")
+    if a.phase in ("all", "quality"):
+        quality_phase(name, schemes, a)
+    if a.phase in ("all", "speed"):
+        speed_phase(name, schemes, a)
+    res = load_results(a, name)
+    print(markdown(res))
+    print(f"\n({time.perf_counter() - start:.0f} s)")
     if a.json:
-        a.json.write_text(json.dumps(result, indent=1))
+        a.json.write_text(json.dumps(res, indent=1))
 
 
 if __name__ == "__main__":

@@ -38,7 +38,8 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         model: Optional[str] = typer.Option(None, "--model", help="Preset name, .gguf file or model folder."),
         scheme: str = typer.Option("int4-g32", "--scheme",
-                                   help="int8, int4-g{32,64,128}[-asym], pal{2,3,4}[-gcN], or a preset (int4-g32-all)."),
+                                   help="int8, int4-g{32,64,128}[-sym] (default: a zero point per group), "
+                                        "pal{2,3,4}[-gcN|-bN], or a preset (int4-g32-all)."),
         out: Path = typer.Option(..., "--out", help="Folder to write the quantized model into."),
         head: Optional[str] = typer.Option(None, "--head", help="Scheme of the LM head / tied table (default int8; "
                                                                 "'none' keeps it float)."),

@@ -35,7 +35,7 @@ def _greedy(model: torch.nn.Module, prompt: list[int], n: int) -> list[int]:
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])  # llama ties the head to the embeddings, qwen2 does not here
-@pytest.mark.parametrize("scheme", ["int8", "int4-g32", "int4-g64-asym", "pal4-gc16", "int4-g32-all"])
+@pytest.mark.parametrize("scheme", ["int8", "int4-g32", "int4-g64-sym", "pal4-gc16", "pal4-b32", "int4-g32-all"])
 def test_quantized_model_stays_close_to_float(arch: str, scheme: str) -> None:
     model = tiny_model(arch=arch, dim=64)
     ids = torch.randint(0, 260, (2, 24), generator=torch.Generator().manual_seed(0))

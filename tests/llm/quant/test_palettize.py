@@ -9,6 +9,8 @@ from albumen.llm.quant.palettize import (
     dequantize_palette,
     kmeans_1d,
     pack_bits,
+    palettize,
+    palettize_blocks,
     palettize_grouped_channels,
     palettize_tensor,
     unpack_bits,
@@ -72,3 +74,34 @@ def test_error_falls_with_more_bits() -> None:
 def test_channel_group_must_divide_out_features() -> None:
     with pytest.raises(ValueError, match="channel group"):
         palettize_grouped_channels(torch.randn(20, 8), 2, channel_group=16)
+
+
+def test_block_palette_finds_a_per_block_uniform_grid() -> None:
+    # weights that already lie on an affine 16-level grid per block of 32 (what a GGUF Q4 checkpoint holds)
+    g = torch.Generator().manual_seed(0)
+    codes = torch.randint(0, 16, (64, 256), generator=g).float()
+    codes[:, ::32], codes[:, 1::32] = 0.0, 15.0  # every block reaches both ends
+    lo = torch.randn(64, 8, 1, generator=g) * 0.01
+    step = torch.rand(64, 8, 1, generator=g) * 1e-3 + 1e-4
+    w = (lo + codes.view(64, 8, 32) * step).view(64, 256)
+    idx, lut, scale, zero = palettize_blocks(w, 4, 32)
+    assert lut.shape == (1, 16) and lut.dtype == torch.int8 and zero is not None
+    rec = (lut[0].float()[idx.long()].view(64, 8, 32) * scale[..., None] + zero[..., None]).view(64, 256)
+    assert float((rec - w).norm() / w.norm()) < 0.01  # only the int8 snapping of the LUT is lost
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_block_palette_beats_a_per_tensor_palette_on_gaussian_weights(symmetric: bool) -> None:
+    w = torch.randn(64, 256, generator=torch.Generator().manual_seed(1)) * torch.logspace(-3, -1, 64)[:, None]
+    idx, lut, scale, zero = palettize_blocks(w, 4, 32, symmetric)
+    assert (zero is None) == symmetric
+    rec = lut[0].float()[idx.long()].view(64, 8, 32) * scale[..., None]
+    rec = (rec if zero is None else rec + zero[..., None]).view(64, 256)
+    i2, l2, s2 = palettize(w, 4, None)
+    per_tensor = dequantize_palette(i2, l2, s2)
+    assert float((rec - w).norm()) < 0.5 * float((per_tensor - w).norm())
+
+
+def test_block_palette_rejects_ragged_blocks() -> None:
+    with pytest.raises(ValueError, match="multiple of the palette block"):
+        palettize_blocks(torch.randn(4, 40), 4, 32)
