@@ -123,33 +123,48 @@ def test_presets_have_consistent_shapes() -> None:
         assert ModelArgs.from_hf_config(args.to_hf_config()) == args
 
 
-def test_packed_bf16_decode_linears_equal_plain_and_follow_weight_edits() -> None:
-    from albumen.llm.model import use_packed_decode_linears
+def _plain_linears(model: torch.nn.Module) -> None:
+    """Undo ``use_decode_linears``: every projection back to ``nn.Linear.forward`` (the reference)."""
+    for module in model.modules():
+        module.__dict__.pop("forward", None)
 
-    plain = tiny_model(dtype=torch.bfloat16, arch="qwen2")
-    packed = tiny_model(dtype=torch.bfloat16, arch="qwen2")
-    if use_packed_decode_linears(packed) == 0:
-        pytest.skip("oneDNN weight packing is not available in this torch build")
-    assert type(packed.model.layers[0].self_attn.q_proj) is torch.nn.Linear  # quantization still finds it
-    assert list(packed.state_dict()) == list(plain.state_dict())
-    ids = torch.randint(0, 260, (1, 7), generator=torch.Generator().manual_seed(0))
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("kernels", [True, False])
+def test_decode_linears_equal_plain_and_follow_weight_edits(dtype: torch.dtype, kernels: bool) -> None:
+    """Decode with the dense kernel (or, without it, oneDNN's packed bf16 copy) == plain ``F.linear``, 1..4 rows."""
+    from albumen.llm.kernels.dense import dense_module
+    from albumen.llm.model import use_decode_linears
+
+    if kernels and dense_module() is None:
+        pytest.skip("dense kernel not built")
+    plain = tiny_model(dtype=dtype, arch="qwen2")
+    fast = tiny_model(dtype=dtype, arch="qwen2")
+    ids = torch.randint(0, 260, (1, 11), generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
-        for m in (plain, packed):
+        for m in (plain, fast):
             m.setup_caches(1, 16)
+    _plain_linears(plain)
+    assert use_decode_linears(fast, kernels=kernels) == 2 * 7 + 1  # 7 projections per layer + the head
+    assert type(fast.model.layers[0].self_attn.q_proj) is torch.nn.Linear  # quantization still finds it
+    assert list(fast.state_dict()) == list(plain.state_dict())
+    tol = 1e-5 if dtype is torch.float32 else 2e-2
+    with torch.inference_mode():
         outs = []
-        for m in (plain, packed):
-            steps = [m(ids[:, :3], torch.arange(3))] + [m(ids[:, t:t + 1], torch.tensor([t])) for t in range(3, 7)]
-            outs.append(torch.cat(steps, 1))
-    torch.testing.assert_close(outs[1], outs[0], rtol=1e-2, atol=1e-2)
-    with torch.no_grad():  # an in-place edit (as a LoRA merge does) must reach the packed copy
-        for m in (plain, packed):
+        for m in (plain, fast):  # prefill of 3, a verification block of 4 (<= 8 rows: kernel), then single tokens
+            steps = [m(ids[:, :3], torch.arange(3)), m(ids[:, 3:7], torch.arange(3, 7))]
+            steps += [m(ids[:, t:t + 1], torch.tensor([t])) for t in range(7, 11)]
+            outs.append(torch.cat(steps, 1).float())
+    torch.testing.assert_close(outs[1], outs[0], rtol=tol, atol=tol)
+    with torch.no_grad():  # an in-place edit (as a LoRA merge does) must reach the kernel / the packed copy
+        for m in (plain, fast):
             m.model.layers[1].mlp.up_proj.weight.mul_(3)
     with torch.inference_mode():
-        a = plain(ids[:, 6:7], torch.tensor([6]))
-        b = packed(ids[:, 6:7], torch.tensor([6]))
-    torch.testing.assert_close(b, a, rtol=1e-2, atol=1e-2)
-    packed.clear_caches()
-    packed.train()
-    loss = packed(ids[:, :1]).float().logsumexp(-1).mean()  # one row with grad: plain path, differentiable
+        a = plain(ids[:, 10:11], torch.tensor([10])).float()
+        b = fast(ids[:, 10:11], torch.tensor([10])).float()
+    torch.testing.assert_close(b, a, rtol=tol, atol=tol)
+    fast.clear_caches()
+    fast.train()
+    loss = fast(ids[:, :1]).float().logsumexp(-1).mean()  # one row with grad: plain path, differentiable
     loss.backward()
-    assert packed.model.layers[0].mlp.up_proj.weight.grad is not None
+    assert fast.model.layers[0].mlp.up_proj.weight.grad is not None

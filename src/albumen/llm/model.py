@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from albumen.llm.kernels.build import kernels_enabled
+from albumen.llm.kernels.dense import dense_module, dense_supports
 from albumen.llm.kv_cache import KVCache
 
 __all__ = [
@@ -42,7 +44,7 @@ __all__ = [
     "apply_rope",
     "grouped_attention",
     "rope_cos_sin",
-    "use_packed_decode_linears",
+    "use_decode_linears",
 ]
 
 
@@ -216,15 +218,23 @@ def _mkldnn_packing_available() -> bool:
 
 
 def _decode_linear_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    """``nn.Linear.forward``, except one bf16 row at inference: oneDNN with the weight pre-packed for batch 1.
+    """``nn.Linear.forward``, except for 1..8 rows at inference, where a faster CPU kernel computes the same product.
 
-    Measured on the 2-core AVX-512-BF16 machine: plain ``F.linear`` reorders the bf16 weight on every call; the packed
-    copy reads 1.65x faster (8960x1536) and decodes SmolLM2 1.34x faster, with identical results. The pack is made on
-    first use and redone when the weight changes (another tensor, or an in-place edit such as a LoRA merge).
+    1. The AVX-512 dense kernel (``albumen.llm.kernels.dense``), when it is built and handles the call (fp32 or bf16,
+       x in the weight's dtype, at most 8 rows, no autograd): it streams the weight once at memory bandwidth. Measured
+       in ``benchmarks/llm_decode.py`` (docs/llm.md): faster than ``F.linear`` for fp32 and bf16 at 1..8 rows.
+    2. Otherwise, one bf16 row: oneDNN with the weight pre-packed for batch 1 (plain ``F.linear`` reorders the bf16
+       weight on every call; the packed copy reads 1.65x faster). The pack is made on first use and redone when the
+       weight changes (another tensor, or an in-place edit such as a LoRA merge); it costs one extra bf16 copy.
+    3. Otherwise ``F.linear``.
     """
     w = self.weight
+    kernel = self.__dict__.get("_dense_kernel")
+    if kernel is not None and dense_supports(x, w, self.bias):
+        x2 = x.reshape(-1, x.shape[-1]).contiguous()  # (M, K)
+        return kernel.linear(x2, w, self.bias).view(*x.shape[:-1], w.shape[0])  # (..., N)
     if x.dtype is torch.bfloat16 and w.dtype is torch.bfloat16 and x.numel() == x.shape[-1] and (
-            not torch.is_grad_enabled() or not (w.requires_grad or x.requires_grad)):
+            not torch.is_grad_enabled() or not (w.requires_grad or x.requires_grad)) and _mkldnn_packing_available():
         try:
             key = (w.data_ptr(), w._version)
         except RuntimeError:  # inference tensors have no version counter
@@ -237,19 +247,27 @@ def _decode_linear_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     return F.linear(x, w, self.bias)
 
 
-def use_packed_decode_linears(model: nn.Module) -> int:
+def use_decode_linears(model: nn.Module, kernels: bool | None = None) -> int:
     """Route every plain ``nn.Linear`` of ``model`` through ``_decode_linear_forward``; returns how many.
 
     The modules stay ``nn.Linear`` with the same parameters and keys (quantization and LoRA still find and swap
-    them); only the instance's ``forward`` changes. Costs one extra bf16 copy of each weight once decoding starts.
+    them); only the instance's ``forward`` changes. ``kernels`` (default: unless ``ALBUMEN_KERNELS=0``) chooses the
+    dense kernel; without it, bf16 rows go to the pre-packed oneDNN copy. Calling again switches the choice.
     """
-    if not _mkldnn_packing_available():
-        return 0
+    use_kernel = kernels_enabled() if kernels is None else kernels
+    kernel = dense_module() if use_kernel else None
     count = 0
     for module in model.modules():
-        if type(module) is nn.Linear and "forward" not in module.__dict__:
+        if type(module) is not nn.Linear:
+            continue
+        if "forward" not in module.__dict__:
             module.forward = types.MethodType(_decode_linear_forward, module)
-            count += 1
+        elif getattr(module.forward, "__func__", None) is not _decode_linear_forward:
+            continue  # someone else's forward: leave it alone
+        module.__dict__["_dense_kernel"] = kernel
+        if kernel is not None:
+            module.__dict__.pop("_decode_pack", None)  # the kernel reads the weight itself: free the packed copy
+        count += 1
     return count
 
 
@@ -365,8 +383,8 @@ class Transformer(nn.Module):
                 and first.k_cache.dtype == dtype):
             return  # a larger cache costs nothing: attention only reads positions up to input_pos[-1]
         device = self.model.embed_tokens.weight.device
-        if dtype == torch.bfloat16 and device.type == "cpu":
-            use_packed_decode_linears(self)
+        if device.type == "cpu":
+            use_decode_linears(self)
         for layer in self.model.layers:
             cache = KVCache(max_batch_size, max_seq_len, self.args.n_kv_heads, self.args.head_dim, dtype)
             layer.self_attn.kv_cache = cache.to(device)

@@ -39,7 +39,13 @@ void rows_scalar(const T* x, const T* w, const T* bias, T* out, int64_t M, int64
 }
 
 #if defined(__AVX512F__)
-constexpr int64_t kPrefetch = 512;  // bytes ahead on each weight stream
+#ifndef ALBUMEN_DENSE_PREFETCH
+#define ALBUMEN_DENSE_PREFETCH 512
+#endif
+#ifndef ALBUMEN_DENSE_ROWS
+#define ALBUMEN_DENSE_ROWS 4
+#endif
+constexpr int64_t kPrefetch = ALBUMEN_DENSE_PREFETCH;  // bytes ahead on each weight stream (0: none)
 
 // R rows of W starting at n, all M activation rows, fp32.
 template <int M, int R>
@@ -53,7 +59,7 @@ inline void block_f32(const float* x, const float* w, const float* bias, float* 
   for (; k + 16 <= K; k += 16) {
     __m512 wv[R];
     for (int r = 0; r < R; ++r) {
-      _mm_prefetch(reinterpret_cast<const char*>(wr[r] + k) + kPrefetch, _MM_HINT_T0);
+      if (kPrefetch) _mm_prefetch(reinterpret_cast<const char*>(wr[r] + k) + kPrefetch, _MM_HINT_T0);
       wv[r] = _mm512_loadu_ps(wr[r] + k);
     }
     for (int m = 0; m < M; ++m) {
@@ -91,7 +97,7 @@ inline void block_bf16(const uint16_t* x, const uint16_t* w, const uint16_t* bia
   for (; k + 32 <= K; k += 32) {
     __m512i wv[R];
     for (int r = 0; r < R; ++r) {
-      _mm_prefetch(reinterpret_cast<const char*>(wr[r] + k) + kPrefetch, _MM_HINT_T0);
+      if (kPrefetch) _mm_prefetch(reinterpret_cast<const char*>(wr[r] + k) + kPrefetch, _MM_HINT_T0);
       wv[r] = _mm512_loadu_si512(wr[r] + k);
     }
     for (int m = 0; m < M; ++m) {
@@ -128,7 +134,7 @@ inline void run_rows(int64_t n0, int64_t n1, int64_t R, Block1 one, BlockR many)
 template <int M>
 void dense_f32(const float* x, const float* w, const float* b, float* y, int64_t N, int64_t K, int64_t n0, int64_t n1) {
 #if defined(__AVX512F__)
-  constexpr int R = M <= 4 ? 4 : 2;  // M*R <= 16 accumulators, leaving registers for the loads
+  constexpr int R = M == 1 ? ALBUMEN_DENSE_ROWS : M <= 4 ? 4 : 2;  // M*R <= 16 accumulators, leaving registers for the loads
   run_rows<M>(n0, n1, R, [&](int64_t n) { block_f32<M, 1>(x, w, b, y, N, K, n); },
               [&](int64_t n) { block_f32<M, R>(x, w, b, y, N, K, n); });
 #else
@@ -140,7 +146,7 @@ template <int M>
 void dense_bf16(const c10::BFloat16* x, const c10::BFloat16* w, const c10::BFloat16* b, c10::BFloat16* y, int64_t N,
                 int64_t K, int64_t n0, int64_t n1) {
 #if defined(__AVX512F__) && defined(__AVX512BF16__)
-  constexpr int R = M <= 4 ? 4 : 2;
+  constexpr int R = M == 1 ? ALBUMEN_DENSE_ROWS : M <= 4 ? 4 : 2;
   auto xs = reinterpret_cast<const uint16_t*>(x);
   auto ws = reinterpret_cast<const uint16_t*>(w);
   auto bs = reinterpret_cast<const uint16_t*>(b);
