@@ -6,8 +6,9 @@
 
 Default: SmolLM2-135M (fp32) as the target, drafters ``lookup`` and ``head`` (the trained head in assets/drafters).
 ``--large``: Qwen2.5-1.5B as the target with Qwen2.5-0.5B (``model:qwen2.5-0.5b``) and ``lookup``; ``--quant`` quantizes
-target and draft (batch-invariant kernels, see speculative/invariance.py); ``--llama-cpp`` adds llama.cpp's plain decoding
-of the same GGUF as a peer when llama-cpp-python is installed.
+target and draft (batch-invariant kernels, see speculative/invariance.py), ``--draft-quant`` only the draft (e.g. a
+bf16 target verifying an int4 draft); ``--llama-cpp`` adds llama.cpp's plain decoding of the same GGUF as a peer.
+``--k0`` adds each drafter forced to k = 0 (the floor), ``--sets`` picks the prompt sets (to split long runs).
 
 Greedy decoding (so outputs must be token-identical: checked and reported). For every prompt the methods run in a
 rotating order (plain, drafter 1, drafter 2, then drafter 1, drafter 2, plain, ...), ``--repeats`` times; a method's
@@ -85,18 +86,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     spec = SpeculativeConfig(k=args.k)
     loaded: dict[str, Any] = {}
 
-    def load(name: str):
-        loaded[name] = load_model(name, args.dtype)[0]
-        return loaded[name]
+    def load(name: str):  # each drafter gets its own copy: a draft model's KV cache belongs to one drafter
+        model = load_model(name, args.dtype)[0]
+        loaded[f"{name}#{len(loaded)}"] = model
+        return model
 
     drafters = {name: make_drafter(name, target, args.target, load) for name in args.drafters.split(",")}
-    if args.quant:
-        from albumen.llm.quant import QuantConfig, quantize_model
-        from albumen.llm.speculative.invariance import batch_invariant_kernels
+    draft_quant = args.draft_quant or args.quant
+    for scheme, models in ((args.quant, [target]), (draft_quant, list(loaded.values()))):
+        if scheme and scheme != "none":
+            from albumen.llm.quant import QuantConfig, quantize_model
+            from albumen.llm.speculative.invariance import batch_invariant_kernels
 
-        for m in [target, *loaded.values()]:
-            quantize_model(m, QuantConfig.from_scheme(args.quant))
-            batch_invariant_kernels(m)
+            for m in models:
+                quantize_model(m, QuantConfig.from_scheme(scheme))
+                batch_invariant_kernels(m)
     sets = {"grounded": grounded_prompts(FACTS, args.prompts, "bench", seed=1),
             "open": open_prompts(args.prompts, "bench", seed=1)}
     sets = {name: sets[name] for name in args.sets.split(",")}
@@ -149,7 +153,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         plain = next(x for x in summary if x["set"] == s["set"] and x["method"] == "plain")
         s["aggregate_speedup"] = s["tok_s"] / plain["tok_s"]
     result = {
-        "target": args.target, "dtype": args.dtype, "quant": args.quant, "threads": args.threads,
+        "target": args.target, "dtype": args.dtype, "quant": args.quant, "draft_quant": draft_quant,
+        "threads": args.threads,
         "max_new_tokens": args.max_new_tokens, "prompts_per_set": args.prompts, "repeats": args.repeats,
         "load_s": round(load_s, 1), "weights_mb": round(_weights_bytes(target) / 1e6, 1),
         "summary": summary, "rows": rows,
@@ -172,6 +177,8 @@ def main() -> None:
                    "model:qwen2.5-0.5b,lookup)")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--quant", default=None, help="quantize target and draft model, e.g. int4-g32")
+    p.add_argument("--draft-quant", default=None,
+                   help="quantize only the draft models (default: as --quant), e.g. a bf16 target with an int4 draft")
     p.add_argument("--prompts", type=int, default=4, help="prompts per set")
     p.add_argument("--max-new-tokens", type=int, default=96)
     p.add_argument("--repeats", type=int, default=1)

@@ -145,10 +145,10 @@ def speculative_decode(
     control = AdaptiveDraftLength(spec, drafter.cost, costs=_shared_costs(drafter, target, spec))
     clock = control.clock
     tokens = list(prompt_ids)
-    drafter.start(target, prompt_ids, cache_len)
     try:
         with torch.inference_mode():
             start = time.perf_counter()
+            drafter.start(target, prompt_ids, cache_len)  # a draft model prefills here: part of the first token's time
             logits = prefill(target, torch.tensor([tokens]))
             first = int(sample(logits, cfg, gen, torch.tensor([tokens]))[0])
             stats.ttft_s = time.perf_counter() - start

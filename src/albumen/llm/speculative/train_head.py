@@ -185,6 +185,9 @@ class TrainConfig:
     feature_weight: float = 1.0
     token_weight: float = 0.5
     noise: float = 0.05  # uniform feature noise, as in EAGLE
+    unroll: int = 2  # draft steps trained per position (the head continuing from its own predictions)
+    unroll_weight: float = 0.5  # loss weight of step s + 1 relative to step s
+    weight_decay: float = 0.01
     heldout: int = 32
     save_every: int = 25
     seed: int = 0
@@ -215,17 +218,30 @@ def _batch(seqs, idx: Sequence[int], vocab_map: torch.Tensor, max_len: int, embe
     return emb, f_in, f_out, tgt, mask
 
 
-def _losses(head: DraftHead, lm: torch.Tensor, batch, noise: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _losses(head: DraftHead, lm: torch.Tensor, batch, noise: float, unroll: int = 1
+            ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(feature loss, token loss, top-1 accuracy) per unrolled draft step.
+
+    Step 1 reads the target's true features. Step s + 1 reads, at position j, the feature that step s predicted at
+    position j - 1 (as the s + 1-th draft token does; HASS / EAGLE-3 "training-time test"), so the head learns to
+    continue from its own predictions. Later steps still attend to predicted features at every earlier position,
+    which is harsher than drafting (where those are true), never easier.
+    """
     emb, f_in, f_out, tgt, mask = batch
     if noise:
         f_in = f_in + (torch.rand_like(f_in) - 0.5) * 2 * noise
-    pred = head(emb, f_in)  # (B, T, D)
-    reg = (F.smooth_l1_loss(pred, f_out, reduction="none").mean(-1) * mask).sum() / mask.sum()
-    logits = pred @ lm.T  # (B, T, Vd)
-    ce = F.cross_entropy(logits.reshape(-1, lm.shape[0]), tgt.reshape(-1), ignore_index=-100)
     valid = tgt != -100
-    acc = (logits.argmax(-1) == tgt)[valid].float().mean()
-    return reg, ce, acc
+    out = []
+    feats = f_in
+    for step in range(unroll):
+        pred = head(emb, feats)  # (B, T, D)
+        reg = (F.smooth_l1_loss(pred, f_out, reduction="none").mean(-1) * mask).sum() / mask.sum()
+        logits = pred @ lm.T  # (B, T, Vd)
+        ce = F.cross_entropy(logits.reshape(-1, lm.shape[0]), tgt.reshape(-1), ignore_index=-100)
+        acc = (logits.argmax(-1) == tgt)[valid].float().mean()
+        out.append((reg, ce, acc))
+        feats = torch.cat([f_in[:, :1], pred[:, :-1]], dim=1)  # (B, T, D): position j reads the prediction from j-1
+    return out
 
 
 def train_head(
@@ -252,7 +268,7 @@ def train_head(
     vocab_map[vocab] = torch.arange(len(vocab))
     lm = head_weight(target.lm_head)[vocab].detach().float()  # (Vd, D), frozen
     embed = target.model.embed_tokens
-    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=0.0)
+    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if state is not None:
         opt.load_state_dict(state["opt"])
 
@@ -278,8 +294,10 @@ def train_head(
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         batch = _batch(seqs, random.sample(train, min(cfg.batch_size, len(train))), vocab_map, cfg.max_len, embed)
-        reg, ce, acc = _losses(head, lm, batch, cfg.noise)
-        loss = cfg.feature_weight * reg + cfg.token_weight * ce
+        steps_out = _losses(head, lm, batch, cfg.noise, cfg.unroll)
+        loss = sum(cfg.unroll_weight**i * (cfg.feature_weight * reg + cfg.token_weight * ce)
+                   for i, (reg, ce, _) in enumerate(steps_out))
+        reg, ce, acc = steps_out[0]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
@@ -299,8 +317,11 @@ def train_head(
     head.eval()
     with torch.no_grad():
         random.seed(cfg.seed + 1)
-        accs = [_losses(head, lm, _batch(seqs, [i], vocab_map, cfg.max_len, embed), 0.0)[2].item() for i in held]
-    summary = {"steps": step, "train_s": round(spent, 1), "vocab": len(vocab), "heldout_top1": round(sum(accs) / max(1, len(accs)), 4),
+        accs = [[r[2].item() for r in _losses(head, lm, _batch(seqs, [i], vocab_map, cfg.max_len, embed), 0.0, 2)]
+                for i in held]
+    mean = [round(sum(a[s] for a in accs) / max(1, len(accs)), 4) for s in range(2)]
+    summary = {"steps": step, "train_s": round(spent, 1), "vocab": len(vocab), "heldout_top1": mean[0],
+               "heldout_top1_step2": mean[1],
                "sequences": len(seqs), "done": step >= horizon, "horizon": horizon}
     return head, summary
 

@@ -55,6 +55,10 @@ class ModelDrafter:
             self.cost = parameter_cost(self.model, target)
         self.model.setup_caches(1, min(max_seq_len, self.model.args.max_seq_len))
         self._fed = []
+        if len(prompt_ids) > 1:  # prefill the prompt with the target's (so it counts in the time to first token)
+            with torch.inference_mode():
+                self.model(torch.tensor([list(prompt_ids[:-1])]), torch.arange(len(prompt_ids) - 1), last_only=True)
+            self._fed = list(prompt_ids[:-1])
 
     def finish(self) -> None:
         pass
