@@ -1,7 +1,7 @@
 """Search quality on the sample library's real photos: recall@1/5/10, MRR, precision, and face clustering P/R/F1.
 
     flock /tmp/albumen-heavy.lock .venv/bin/python benchmarks/search_eval.py [--work build/search-eval]
-        [--photos 200] [--seed 0] [--json FILE] [--show] [--reuse] [--sweep-z none,1.5,2,2.5,3,4]
+        [--photos 200] [--seed 0] [--json FILE] [--show] [--reuse] [--fit] [--sweep none,p0.1,p0.2,z2]
 
 Steps, all offline:
 1. ``albumen sample-library WORK/library`` (skipped when already built: the builder is idempotent);
@@ -11,7 +11,9 @@ Steps, all offline:
 4. every labelled query of ``albumen.search.evaluation`` runs through ``SearchEngine`` (the same code as
    ``albumen search``); relevance comes from ``ground_truth.json``; one query also runs through the real CLI with
    ``--json`` as an end-to-end check;
-5. ``--sweep-z``: the same queries at other relevance thresholds ("none" = the ranking alone), side by side.
+5. ``--sweep``: the same queries at other relevance cuts ("none" = the ranking alone), side by side;
+``--fit`` first fits the calibrated relevance model (``albumen.search.calibration``) on the dev split only and uses it.
+Every figure is printed for the dev split (tuned on) and the held-out split (never tuned on) separately.
 Figures and their reading: docs/search.md.
 """
 
@@ -28,6 +30,8 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from albumen.search.evaluation import (
     EVAL_TODAY,
@@ -148,13 +152,52 @@ def run_queries(store: Any, truth: dict[str, Any], paths: dict[int, set[str]], s
 
 
 def threshold_sweep(store: Any, truth: dict[str, Any], paths: dict[int, set[str]], settings: Any, embedder: Any,
-                    values: str) -> list[tuple[str, EvalReport]]:
-    """The same evaluation at other ``min_z`` values ("none": no threshold at all, so the ranking alone)."""
+                    values: str) -> list[tuple[str, EvalReport, list[dict[str, Any]]]]:
+    """The same evaluation at other cuts: "pX" = calibrated probability X, "zX" = the min_z rule at X (no relevance
+    model), "none" = no threshold at all, so the ranking alone."""
     out = []
     for value in [v.strip() for v in values.split(",") if v.strip()]:
-        swept = replace(settings, min_z=-1e9, min_score=-1.0) if value == "none" else replace(settings, min_z=float(value))
-        out.append((value, run_queries(store, truth, paths, swept, embedder)[0]))
+        if value == "none":
+            swept = replace(settings, relevance=None, min_z=-1e9, min_score=-1.0)
+        elif value.startswith("z"):
+            swept = replace(settings, relevance=None, min_z=float(value[1:]))
+        else:
+            swept = replace(settings, min_probability=float(value.removeprefix("p")))
+        report, rows, _ = run_queries(store, truth, paths, swept, embedder)
+        out.append((value, report, rows))
     return out
+
+
+def fit_relevance(store: Any, truth: dict[str, Any], paths: dict[int, set[str]], settings: Any, embedder: Any) -> Any:
+    """Fit the calibrated relevance model on the DEV split only (its semantic queries and its negative queries)."""
+    from albumen.places import GeoNamesGeocoder
+    from albumen.search.calibration import fit_relevance_model, relevance_features
+    from albumen.search.engine import SearchEngine
+
+    engine = SearchEngine.from_store(store, embedder, settings, gazetteer=GeoNamesGeocoder())
+    ids = [int(i) for i in engine.index.ids]
+    texts = [(q.text, relevant_paths(truth, q.want)) for q in QUERIES if q.kind == "semantic"]
+    texts += [(t, set()) for t in NEGATIVE_QUERIES]
+    features, labels = [], []
+    for text, relevant in texts:
+        if split_of(text) != "dev" or (not relevant and text not in NEGATIVE_QUERIES):
+            continue
+        query = engine.parse(text, EVAL_TODAY)
+        cosine = engine.index.scores(embedder.embed([query.text])[0])  # (N,)
+        keyword = engine.keywords.scores(query.text) if engine.keywords is not None else np.zeros_like(cosine)
+        features.append(relevance_features(cosine, keyword, cosine + settings.keyword_weight * keyword))
+        labels.append(np.array([bool(paths.get(i, set()) & relevant) for i in ids], dtype=np.float64))
+    model = fit_relevance_model(features, labels)
+    print(f"relevance model fit on {len(features)} dev queries: {model}")
+    return model
+
+
+def negatives_by_split(rows: list[dict[str, Any]]) -> str:
+    out = []
+    for split in ("dev", "heldout"):
+        n = [r["returned"] for r in rows if r["kind"] == "negative" and split_of(r["query"]) == split]
+        out.append(f"{split} {sum(x == 0 for x in n)}/{len(n)} empty, mean {sum(n) / max(len(n), 1):.1f}")
+    return "; ".join(out)
 
 
 def _pick(candidates: set[str], relevant: set[str]) -> str:
@@ -184,8 +227,12 @@ def main() -> None:
     ap.add_argument("--min-z", type=float, default=None, help="override SearchSettings.min_z")
     ap.add_argument("--min-score", type=float, default=None, help="override SearchSettings.min_score")
     ap.add_argument("--keyword-weight", type=float, default=None, help="override SearchSettings.keyword_weight")
-    ap.add_argument("--sweep-z", default="none,1.5,2,2.5,3,4",
-                    help="also score these min_z values (none = no threshold: the ranking alone); '' to skip")
+    ap.add_argument("--sweep", default="none,p0.1,p0.2,p0.3,p0.5,z2,z3",
+                    help="also score these cuts: pX calibrated probability, zX the min_z rule, none = the ranking "
+                         "alone; '' to skip")
+    ap.add_argument("--fit", action="store_true",
+                    help="fit the relevance model on the dev split and use it for this run (prints the constants)")
+    ap.add_argument("--min-probability", type=float, default=None, help="override SearchSettings.min_probability")
     args = ap.parse_args()
 
     from albumen.library.store import Store
@@ -198,6 +245,8 @@ def main() -> None:
         settings.min_score = args.min_score
     if args.keyword_weight is not None:
         settings.keyword_weight = args.keyword_weight
+    if args.min_probability is not None:
+        settings.min_probability = args.min_probability
     work = args.work.resolve()
     print(f"sample library {args.photos} photos, seed {args.seed}, work dir {work}")
     reuse = args.reuse and (work / "data" / "library.sqlite3").exists()
@@ -216,13 +265,15 @@ def main() -> None:
         else:
             people = people_step(store, truth, work / "library")
         print(f"people: {json.dumps(people)}")
-        print(f"settings: min_score={settings.min_score} min_z={settings.min_z} limit={settings.limit} "
-              f"keyword_weight={settings.keyword_weight}")
         from albumen.vision.text_embedding import TextEmbedder
 
         embedder = TextEmbedder()
+        if args.fit:
+            settings.relevance = fit_relevance(store, truth, paths, settings, embedder)
+        print(f"settings: min_score={settings.min_score} min_probability={settings.min_probability} "
+              f"relevance={settings.relevance} limit={settings.limit} keyword_weight={settings.keyword_weight}")
         report, rows, median_ms = run_queries(store, truth, paths, settings, embedder)
-        sweep = threshold_sweep(store, truth, paths, settings, embedder, args.sweep_z)
+        sweep = threshold_sweep(store, truth, paths, settings, embedder, args.sweep)
     finally:
         store.close()
     if args.show:
@@ -234,23 +285,23 @@ def main() -> None:
     for group, values in report.metrics.items():
         print(" ".join([f"{group:>16}", *(f"{v:>16.3f}" for v in values.values())]))
     print(f"negative queries returning nothing: {report.negatives_empty:.2f} "
-          f"(mean results {report.negatives_mean_results:.1f})")
+          f"(mean results {report.negatives_mean_results:.1f}; {negatives_by_split(rows)})")
     print(f"median search latency (in-process, {len(rows)} queries): {median_ms:.1f} ms")
     print(f"recall@5 target 0.9: {'met' if report.metrics['all']['recall@5'] >= 0.9 else 'NOT met'}")
     if sweep:
-        print("\nthreshold sweep (same vectors, same queries): min_z -> all queries / semantic only / negatives")
-        print(f"{'min_z':>6} {'recall@1':>9} {'recall@5':>9} {'mrr':>6} {'sem r@5':>8} {'dev r@5':>8} "
-              f"{'held r@5':>9} {'neg empty':>10} {'neg mean':>9}")
-        for z, r in sweep:
+        print("\nthreshold sweep (same vectors, same queries): cut -> all queries / semantic only / per split / negatives")
+        print(f"{'cut':>6} {'recall@1':>9} {'recall@5':>9} {'mrr':>6} {'sem r@5':>8} {'dev r@5':>8} {'dev mrr':>8} "
+              f"{'held r@5':>9} {'held mrr':>9}  negatives")
+        for cut, r, cut_rows in sweep:
             a, sem = r.metrics["all"], r.metrics.get("semantic", {})
             dev, held = r.metrics.get("dev", {}), r.metrics.get("heldout", {})
-            print(f"{z:>6} {a['recall@1']:>9.3f} {a['recall@5']:>9.3f} {a['mrr']:>6.3f} {sem.get('recall@5', 0):>8.3f} "
-                  f"{dev.get('recall@5', 0):>8.3f} {held.get('recall@5', 0):>9.3f} "
-                  f"{r.negatives_empty:>10.3f} {r.negatives_mean_results:>9.1f}")
+            print(f"{cut:>6} {a['recall@1']:>9.3f} {a['recall@5']:>9.3f} {a['mrr']:>6.3f} {sem.get('recall@5', 0):>8.3f} "
+                  f"{dev.get('recall@5', 0):>8.3f} {dev.get('mrr', 0):>8.3f} {held.get('recall@5', 0):>9.3f} "
+                  f"{held.get('mrr', 0):>9.3f}  {negatives_by_split(cut_rows)}")
     print(f"CLI check `albumen search \"a cat\" --json`: {cli_check(work, 'a cat')}")
     if args.json is not None:
         args.json.write_text(json.dumps({"report": asdict(report), "people": people, "rows": rows,
-                                         "sweep": [(z, asdict(r)) for z, r in sweep],
+                                         "sweep": [(cut, asdict(r)) for cut, r, _ in sweep],
                                          "median_ms": median_ms, "analyzers": note}, indent=1, default=str))
 
 

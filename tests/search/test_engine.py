@@ -15,8 +15,9 @@ TODAY = date(2026, 11, 28)
 
 
 def engine_for(store: Store, **settings: object) -> SearchEngine:
-    """An engine over the fake library; the cut suits the fake bag-of-words space (defaults are for MiniLM)."""
-    settings = {"min_score": 0.3, "min_z": 1.0, **settings}
+    """An engine over the fake library; the cut suits the fake bag-of-words space (the calibrated default is for
+    MiniLM), so these tests use the min_z rule."""
+    settings = {"min_score": 0.3, "min_z": 1.0, "relevance": None, **settings}
     return SearchEngine.from_store(store, FakeTextEmbedder(), SearchSettings(**settings))  # type: ignore[arg-type]
 
 

@@ -52,7 +52,7 @@ def test_engine_adds_keyword_scores_to_the_cosine() -> None:
     store = build_store(photos)
     store.put_analyses("tags", "fake", "2", [(1, {"tags": [], "concepts": {}, "attributes": ["red"]}),
                                              (2, {"tags": [], "concepts": {}, "attributes": ["yellow"]})])
-    settings = {"min_score": -1.0, "min_z": -1e9}
+    settings = {"min_score": -1.0, "min_z": -1e9, "relevance": None}
     plain = SearchEngine.from_store(store, FakeTextEmbedder(), SearchSettings(keyword_weight=0.0, **settings))
     fused = SearchEngine.from_store(store, FakeTextEmbedder(), SearchSettings(keyword_weight=0.5, **settings))
     assert plain.keywords is None

@@ -7,11 +7,13 @@
    every photo vector, plus ``keyword_weight`` times the keyword score (``albumen.search.keywords``: the query's
    words against each photo's tags, concepts, pixel attributes and faces), which keeps a decisive word ("yellow",
    "black and white", "blurry") from being blurred away in the sentence vector;
-4. threshold: a photo is relevant only if its score beats both an absolute floor (``min_score``) and the query's own
-   background over the whole library (``median + min_z * 1.4826 * MAD``, a robust mean + z std: the few relevant
-   photos are the outliers and must not widen the background they are measured against). The second rule is what
-   keeps "everything matches" out: MiniLM gives unrelated pairs cosines of 0.1-0.3, and which level means "related"
-   differs per query.
+4. threshold: a photo is relevant only if its score beats an absolute floor (``min_score``) and a calibrated
+   probability of relevance reaches ``min_probability`` (``albumen.search.calibration``: a logistic model over the
+   photo's cosine, keyword score, its z against the library's background for this query and its gap to the best
+   match, fit on the eval's dev split). That is what keeps "everything matches" out: MiniLM gives unrelated pairs
+   cosines of 0.1-0.3, and which level means "related" differs per query. With ``relevance=None`` the older rule is
+   used: beat the query's background over the whole library by ``min_z`` robust std (``median + min_z * 1.4826 *
+   MAD``), which cuts subjects that a quarter of the library shows, since those are no outliers.
 A query with no semantic text left ("Anna in 2023") is filter-only: every match, newest first, score 1.0.
 
 This module knows the pipeline's order and the threshold rule; the parts (parser, catalog, index, embedder) are seams.
@@ -26,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from albumen.search.calibration import DEFAULT_RELEVANCE, RelevanceModel, relevance_features
 from albumen.search.catalog import SearchCatalog
 from albumen.search.keywords import KeywordIndex, photo_terms
 from albumen.search.query import ParsedQuery, Vocabulary, parse_query
@@ -44,9 +47,12 @@ class SearchSettings:
     """How search ranks and cuts. The defaults are calibrated on the sample library (docs/search.md)."""
 
     limit: int = 20
-    min_score: float = 0.2  # absolute cosine floor
-    # a hit must beat the library's typical score for this query by this many (robust) std. 2.0 is the knee measured on
-    # the sample library (docs/search.md): 3.0 rejects more unanswerable queries but drops a quarter of the hits
+    min_score: float = 0.2  # absolute floor on the score
+    # the calibrated relevance model and the probability a hit needs (0.2: chosen on the eval's dev split, where it
+    # kept recall@5 and cut the results of unanswerable queries; docs/search.md); None = the min_z rule below
+    relevance: RelevanceModel | None = DEFAULT_RELEVANCE
+    min_probability: float = 0.2
+    # without a relevance model: a hit must beat the library's typical score for this query by this many robust std
     min_z: float = 2.0
     home_radius_km: float = 30.0
     place_radius_km: float = 15.0  # "in Sydney": within this distance of a populated place called Sydney
@@ -74,7 +80,8 @@ class SearchResult:
     query: ParsedQuery
     hits: list[SearchHit]
     matched_filters: int  # photos passing the filters (all of them when there are none)
-    threshold: float | None = None  # the score cut used, None for filter-only queries
+    # the lowest score that counted as relevant (above the best score when none did); None for filter-only queries
+    threshold: float | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -149,16 +156,27 @@ class SearchEngine:
             return SearchResult(query, [], matched, None,
                                 [f"no photo vectors in space {self.settings.space!r} yet: run `albumen analyze`"])
         qvec = self.embedder.embed([self.settings.query_template.format(query.text)])[0]  # (D,)
-        scores = self.index.scores(qvec)  # (N_index,)
+        cosine = self.index.scores(qvec)  # (N_index,)
+        keyword = np.zeros_like(cosine)
         if self.keywords is not None and self.settings.keyword_weight:
-            scores = scores + self.settings.keyword_weight * self.keywords.scores(query.text)  # (N_index,)
-        threshold = self._threshold(scores)
+            keyword = self.keywords.scores(query.text)  # (N_index,)
+        scores = cosine + self.settings.keyword_weight * keyword  # (N_index,)
+        relevant = self._relevant(cosine, keyword, scores)  # (N_index,) bool
+        threshold = float(scores[relevant].min()) if relevant.any() else float(scores.max()) + 1e-6
         rows = self._catalog_rows
-        allowed = (rows >= 0) & (scores >= threshold)  # (N_index,)
+        allowed = (rows >= 0) & relevant  # (N_index,)
         allowed[rows >= 0] &= mask[rows[rows >= 0]]
         picked, picked_scores = top_k(scores, limit, allowed)
         hits = [self._hit(int(rows[i]), float(s)) for i, s in zip(picked, picked_scores)]
         return SearchResult(query, hits, matched, threshold)
+
+    def _relevant(self, cosine: np.ndarray, keyword: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """Which photos count as relevant to this query at all (before filters and the limit): bool (N,)."""
+        s = self.settings
+        if s.relevance is None:
+            return scores >= self._threshold(scores)
+        probability = s.relevance.probability(relevance_features(cosine, keyword, scores))  # (N,)
+        return (scores >= s.min_score) & (probability >= s.min_probability)
 
     def _threshold(self, scores: np.ndarray) -> float:
         """The relevance cut for one query: max(absolute floor, median + min_z * robust std over the whole library)."""
