@@ -1,12 +1,14 @@
 """Batch-1 greedy decoding: Albumen vs transformers ``generate()`` vs llama.cpp, and the memory-bandwidth roofline.
 
     flock /tmp/albumen-heavy.lock .venv/bin/python benchmarks/llm_decode.py [--large] [--dtypes fp32,bf16]
-        [--new-tokens 128] [--repeats 3] [--json out.json]
+        [--new-tokens 128] [--repeats 3] [--threads 1,2] [--kernels on,off] [--compile] [--json out.json]
 
 One run, one machine, the same prompt (the chat-templated ``BENCH_TEXT``), batch 1, greedy, ``--new-tokens`` new
 tokens with EOS ignored. Per model (SmolLM2-135M; with ``--large`` also Qwen2.5-1.5B) and dtype:
 
-- albumen: ``generate_tokens`` on the engine's model loaded from the converted cache;
+- albumen: ``generate_tokens`` on the engine's model loaded from the converted cache, with the dense kernel
+  (``albumen/``) and without it (``albumen-nokern/``: oneDNN, bf16 pre-packed), and with ``--compile`` also with the
+  MLP and norms of each layer ``torch.compile``'d (``albumen-compile/``);
 - transformers: ``AutoModelForCausalLM`` built from the same config and assigned *the same tensors* (no copy, so the
   weights and dtype are identical and memory is not doubled), ``generate(do_sample=False, min_new_tokens=N)``;
   time to first token is a separate ``max_new_tokens=1`` call;
@@ -36,7 +38,7 @@ import torch
 
 from albumen.llm.bench import BENCH_TEXT, run_once
 from albumen.llm.loading import default_models_dir, load_model, parse_dtype, resolve_folder
-from albumen.llm.model import Transformer
+from albumen.llm.model import Transformer, use_decode_linears
 from albumen.llm.presets import resolve_preset
 from albumen.llm.testing import one_thread
 
@@ -88,12 +90,44 @@ def bytes_per_token(model: Transformer, mean_pos: int) -> int:
     return total - untied_embedding + kv
 
 
-def albumen_run(model: Transformer, ids: list[int], n: int) -> Run:
+def albumen_run(model: Transformer, ids: list[int], n: int, kernels: bool = True, compiled: bool = False) -> Run:
+    """Our engine with the dense kernel on or off (``use_decode_linears``), optionally with compiled layer parts."""
+
     def run() -> tuple[float, float]:
-        s = run_once(model, ids, n)
+        use_decode_linears(model, kernels=kernels)
+        if compiled:
+            compile_layer_parts(model)
+        try:
+            s = run_once(model, ids, n)
+        finally:
+            if compiled:
+                uncompile_layer_parts(model)
         return s.ttft_s, s.decode_tokens_per_s
 
     return run
+
+
+def compile_layer_parts(model: Transformer) -> None:
+    """``torch.compile`` the parts of each layer with static shapes: the MLP and the two norms.
+
+    Attention is left eager: it slices the cache at a data-dependent length, which would recompile at every position.
+    With ``inline_inbuilt_nn_modules`` (torch's default) one compiled graph serves all layers.
+    """
+    for layer in model.model.layers:
+        for part in (layer.mlp, layer.input_layernorm, layer.post_attention_layernorm):
+            if "_eager_forward" not in part.__dict__:
+                part.__dict__["_eager_forward"] = part.forward
+                if "_compiled_forward" not in part.__dict__:  # compiled once, reused by later runs
+                    part.__dict__["_compiled_forward"] = torch.compile(part.forward, dynamic=False)
+                part.forward = part.__dict__["_compiled_forward"]
+
+
+def uncompile_layer_parts(model: Transformer) -> None:
+    for layer in model.model.layers:
+        for part in (layer.mlp, layer.input_layernorm, layer.post_attention_layernorm):
+            eager = part.__dict__.pop("_eager_forward", None)
+            if eager is not None:
+                part.forward = eager
 
 
 def hf_model_sharing_weights(model: Transformer) -> Any:
@@ -213,7 +247,8 @@ def guided_overhead(tok: Any) -> dict[str, float]:
 
 
 def bench_model(name: str, dtypes: list[str], n: int, repeats: int, models_dir: Path, llama: bool,
-                hf: bool, thread_counts: list[int]) -> tuple[list[Row], dict[str, Any]]:
+                hf: bool, thread_counts: list[int], kernel_modes: list[bool],
+                compile_modes: list[bool]) -> tuple[list[Row], dict[str, Any]]:
     folder = resolve_folder(name, models_dir)
     gguf = resolve_preset(name, models_dir)
     rows: list[Row] = []
@@ -228,7 +263,10 @@ def bench_model(name: str, dtypes: list[str], n: int, repeats: int, models_dir: 
         def engines(k: int) -> dict[str, Run]:
             runs: dict[str, Run] = {}
             for t in thread_counts:
-                runs[f"albumen/{t}t"] = with_threads(t, albumen_run(model, ids, k))
+                for kern in kernel_modes:
+                    for comp in compile_modes:
+                        label = "albumen" + ("" if kern else "-nokern") + ("-compile" if comp else "")
+                        runs[f"{label}/{t}t"] = with_threads(t, albumen_run(model, ids, k, kern, comp))
                 if hf_model is not None:
                     runs[f"transformers/{t}t"] = with_threads(t, hf_run(hf_model, ids, k))
                 if llamas.get(t) is not None:
@@ -246,6 +284,7 @@ def bench_model(name: str, dtypes: list[str], n: int, repeats: int, models_dir: 
                 table[engine].ttft.append(ttft)
                 table[engine].tps.append(tps)
         rows += table.values()
+        use_decode_linears(model)  # back to the default before measuring what a step reads
         info[f"bytes_per_token_{dtype}"] = bytes_per_token(model, len(ids) + n // 2)
         info["prompt_tokens"] = len(ids)
         with one_thread():  # as the CLI runs it
@@ -263,6 +302,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", default=f"{torch.get_num_threads()},1",
                     help="thread counts to run every engine with (default: all cores, then 1)")
+    ap.add_argument("--kernels", default="on,off", help="dense kernel on, off, or both (on,off)")
+    ap.add_argument("--compile", action="store_true", help="also run ours with torch.compile'd MLP and norms")
     ap.add_argument("--no-llama-cpp", action="store_true")
     ap.add_argument("--no-transformers", action="store_true")
     ap.add_argument("--models-dir", type=Path, default=None)
@@ -277,11 +318,12 @@ def main(argv: list[str] | None = None) -> None:
     report: dict[str, Any] = {"bandwidth_gbs": bandwidth, "new_tokens": a.new_tokens, "results": []}
     for name in names:
         rows, info = bench_model(name, dtypes, a.new_tokens, a.repeats, models_dir, not a.no_llama_cpp,
-                                 not a.no_transformers, [int(t) for t in a.threads.split(",")])
+                                 not a.no_transformers, [int(t) for t in a.threads.split(",")],
+                                 [m.strip() == "on" for m in a.kernels.split(",")], [False, True] if a.compile else [False])
         # Re-measured next to each model; the roofline takes the highest figure seen, so fractions are conservative.
         bandwidth = max(bandwidth, read_bandwidth_gbs())
         print(f"\n{name} (prompt {info['prompt_tokens']} tokens, GGUF {info['gguf']}, roofline at {bandwidth:.1f} GB/s)")
-        print(f"{'engine/threads':17s} {'dtype':6s} {'decode tok/s':>12s} {'TTFT ms':>8s} {'vs HF':>6s} "
+        print(f"{'engine/threads':26s} {'dtype':6s} {'decode tok/s':>12s} {'TTFT ms':>8s} {'vs HF':>6s} "
               f"{'roofline':>9s} {'of roofline':>11s}")
         for row in rows:
             threads = row.engine.split("/")[1]
@@ -289,7 +331,7 @@ def main(argv: list[str] | None = None) -> None:
             ratio = row.median_tps / hf_row.median_tps if hf_row and hf_row.median_tps else float("nan")
             bpt = info.get(f"bytes_per_token_{row.dtype}")
             roof = bandwidth * 1e9 / bpt if bpt else float("nan")
-            print(f"{row.engine:17s} {row.dtype:6s} {row.median_tps:12.1f} {row.median_ttft * 1000:8.0f} "
+            print(f"{row.engine:26s} {row.dtype:6s} {row.median_tps:12.1f} {row.median_ttft * 1000:8.0f} "
                   f"{ratio:6.2f} {roof:9.1f} {row.median_tps / roof if bpt else float('nan'):11.0%}")
             report["results"].append({"model": name, "engine": row.engine, "dtype": row.dtype,
                                       "decode_tokens_per_s": row.median_tps, "ttft_s": row.median_ttft,

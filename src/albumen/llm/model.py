@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from albumen.llm.kernels.build import kernels_enabled
-from albumen.llm.kernels.dense import dense_module, dense_supports
+from albumen.llm.kernels.dense import dense_module
 from albumen.llm.kv_cache import KVCache
 
 __all__ = [
@@ -230,9 +230,10 @@ def _decode_linear_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     """
     w = self.weight
     kernel = self.__dict__.get("_dense_kernel")
-    if kernel is not None and dense_supports(x, w, self.bias):
-        x2 = x.reshape(-1, x.shape[-1]).contiguous()  # (M, K)
-        return kernel.linear(x2, w, self.bias).view(*x.shape[:-1], w.shape[0])  # (..., N)
+    if kernel is not None:
+        y = kernel.try_linear(x, w, self.bias)  # (..., N), or None where the kernel does not apply
+        if y is not None:
+            return y
     if x.dtype is torch.bfloat16 and w.dtype is torch.bfloat16 and x.numel() == x.shape[-1] and (
             not torch.is_grad_enabled() or not (w.requires_grad or x.requires_grad)) and _mkldnn_packing_available():
         try:
@@ -264,9 +265,7 @@ def use_decode_linears(model: nn.Module, kernels: bool | None = None) -> int:
             module.forward = types.MethodType(_decode_linear_forward, module)
         elif getattr(module.forward, "__func__", None) is not _decode_linear_forward:
             continue  # someone else's forward: leave it alone
-        module.__dict__["_dense_kernel"] = kernel
-        if kernel is not None:
-            module.__dict__.pop("_decode_pack", None)  # the kernel reads the weight itself: free the packed copy
+        module.__dict__["_dense_kernel"] = kernel  # with the kernel, no packed copy is ever made
         count += 1
     return count
 

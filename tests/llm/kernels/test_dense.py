@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from albumen.llm.kernels.dense import MAX_ROWS, dense_linear, dense_module, dense_supports
+from albumen.llm.kernels.dense import MAX_ROWS, dense_linear, dense_module
 
 pytestmark = pytest.mark.skipif(dense_module() is None, reason="dense kernel not built (ALBUMEN_KERNELS=0 or no compiler)")
 
@@ -34,7 +34,6 @@ def test_matches_linear(dtype: torch.dtype, rows: int, with_bias: bool) -> None:
         x = torch.randn(rows, k, generator=gen).to(dtype)
         w = torch.randn(n, k, generator=gen).to(dtype)
         b = torch.randn(n, generator=gen).to(dtype) if with_bias else None
-        assert dense_supports(x, w, b)
         y = dense_module().linear(x, w, b)
         assert y.shape == (rows, n) and y.dtype == dtype
         check(y, reference(x, w, b), dtype, k)
@@ -60,27 +59,31 @@ def test_batched_and_strided_input() -> None:
     check(y, reference(x, w, b), torch.float32, 40)
 
 
-def test_falls_back_where_it_does_not_apply() -> None:
+def test_declines_where_it_does_not_apply() -> None:
+    mod = dense_module()
     gen = torch.Generator().manual_seed(3)
     w = torch.randn(8, 16, generator=gen)
+    assert mod.try_linear(torch.randn(1, 16), w, None) is not None
     many = torch.randn(MAX_ROWS + 1, 16, generator=gen)
-    assert not dense_supports(many, w, None)
+    assert mod.try_linear(many, w, None) is None
     torch.testing.assert_close(dense_linear(many, w), F.linear(many, w))
-    half = torch.randn(1, 16, generator=gen).half()
-    assert not dense_supports(half, w.half(), None)
-    mixed = torch.randn(1, 16, generator=gen).bfloat16()
-    assert not dense_supports(mixed, w, None)
-    torch.testing.assert_close(dense_linear(mixed.float(), w), F.linear(mixed.float(), w))
+    assert mod.try_linear(torch.randn(1, 16).half(), w.half(), None) is None
+    assert mod.try_linear(torch.randn(1, 16).bfloat16(), w, None) is None  # mixed dtypes
+    assert mod.try_linear(torch.randn(1, 16), w, torch.randn(8).bfloat16()) is None
+    assert mod.try_linear(torch.randn(1, 8), torch.randn(16, 8).t(), None) is None  # strided weight
+    assert mod.try_linear(torch.randn(1, 15), w, None) is None  # wrong width: F.linear raises its own error
+    with pytest.raises(RuntimeError):
+        dense_linear(torch.randn(1, 15), w)
 
 
 def test_autograd_uses_torch() -> None:
     w = torch.randn(4, 8, requires_grad=True)
     x = torch.randn(1, 8)
-    assert not dense_supports(x, w, None)
+    assert dense_module().try_linear(x, w, None) is None
     dense_linear(x, w).sum().backward()
     torch.testing.assert_close(w.grad, x.expand(4, 8))
     with torch.no_grad():
-        assert dense_supports(x, w, None)
+        assert dense_module().try_linear(x, w, None) is not None
 
 
 def test_bad_input_is_a_clear_error() -> None:

@@ -12,6 +12,7 @@
 #include <immintrin.h>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 namespace {
 
@@ -172,7 +173,7 @@ void dispatch_m(int64_t M, Fn&& fn) {
 }
 
 // x (M, K) contiguous, weight (N, K) contiguous, bias (N,) or None; all the same dtype (fp32 or bf16) -> (M, N).
-torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const c10::optional<torch::Tensor>& bias) {
+torch::Tensor linear_2d(const torch::Tensor& x, const torch::Tensor& weight, const c10::optional<torch::Tensor>& bias) {
   TORCH_CHECK(x.dim() == 2 && weight.dim() == 2, "dense.linear: x must be (M, K) and weight (N, K)");
   TORCH_CHECK(x.device().is_cpu() && weight.device().is_cpu(), "dense.linear: CPU tensors only");
   TORCH_CHECK(x.is_contiguous() && weight.is_contiguous(), "dense.linear: x and weight must be contiguous");
@@ -208,6 +209,31 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const 
   return y;
 }
 
+// The decoder's hot path: x (..., K) -> (..., N), or None when the kernel does not apply (the caller then uses
+// F.linear): autograd needed, another device or dtype, a non-contiguous weight, more than 8 rows. Checking here
+// instead of in Python saves ~6 us per call (211 calls per SmolLM2 token).
+c10::optional<torch::Tensor> try_linear(const torch::Tensor& x, const torch::Tensor& weight,
+                                        const c10::optional<torch::Tensor>& bias) {
+  const bool has_bias = bias.has_value() && bias->defined();
+  const auto dtype = weight.scalar_type();
+  if (x.dim() < 1 || weight.dim() != 2 || !x.device().is_cpu() || !weight.device().is_cpu()) return c10::nullopt;
+  if ((dtype != at::kFloat && dtype != at::kBFloat16) || x.scalar_type() != dtype) return c10::nullopt;
+  if (has_bias && (bias->scalar_type() != dtype || !bias->device().is_cpu() || bias->dim() != 1)) return c10::nullopt;
+  const int64_t K = x.size(-1);
+  if (K == 0 || weight.size(1) != K || !weight.is_contiguous()) return c10::nullopt;
+  const int64_t M = x.numel() / K;
+  if (M < 1 || M > kMaxRows) return c10::nullopt;
+  if (at::GradMode::is_enabled() &&
+      (x.requires_grad() || weight.requires_grad() || (has_bias && bias->requires_grad())))
+    return c10::nullopt;
+  c10::optional<torch::Tensor> b = c10::nullopt;
+  if (has_bias) b = bias->contiguous();
+  auto y = linear_2d(x.reshape({M, K}).contiguous(), weight, b);  // (M, N)
+  std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+  shape.back() = weight.size(0);
+  return y.view(shape);  // (..., N)
+}
+
 bool has_avx512_bf16() {
 #if defined(__AVX512F__) && defined(__AVX512BF16__)
   return true;
@@ -219,7 +245,9 @@ bool has_avx512_bf16() {
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("linear", &linear, "y = x @ weight.T (+ bias) for 1..8 rows, fp32 or bf16", py::arg("x"), py::arg("weight"),
-        py::arg("bias") = py::none());
+  m.def("linear", &linear_2d, "y = x @ weight.T (+ bias): x (M <= 8, K), weight (N, K), fp32 or bf16; errors if not",
+        py::arg("x"), py::arg("weight"), py::arg("bias") = py::none());
+  m.def("try_linear", &try_linear, "x (..., K) @ weight.T (+ bias) -> (..., N), or None where the kernel does not apply",
+        py::arg("x"), py::arg("weight"), py::arg("bias") = py::none());
   m.def("has_avx512_bf16", &has_avx512_bf16, "whether the build uses AVX-512 (and VDPBF16PS for bf16)");
 }
