@@ -268,8 +268,8 @@ def main() -> None:
         from albumen.vision.text_embedding import TextEmbedder
 
         embedder = TextEmbedder()
-        if args.fit:
-            settings.relevance = fit_relevance(store, truth, paths, settings, embedder)
+        if args.fit:  # its own embedder, so that the timed queries below embed their text as a user's would
+            settings.relevance = fit_relevance(store, truth, paths, settings, TextEmbedder())
         print(f"settings: min_score={settings.min_score} min_probability={settings.min_probability} "
               f"relevance={settings.relevance} limit={settings.limit} keyword_weight={settings.keyword_weight}")
         report, rows, median_ms = run_queries(store, truth, paths, settings, embedder)

@@ -84,5 +84,5 @@ def fit_relevance_model(
 
 # Fit on the search eval's dev split (benchmarks/search_eval.py --fit; keyword_weight 0.1, the text-minilm space of
 # embeddings v2): held-out queries never touched these numbers.
-DEFAULT_RELEVANCE = RelevanceModel(mean=(0.3, 0.098, 0.047, -0.255), scale=(0.123, 1.494, 0.255, 0.178),
-                                   weights=(0.473, 0.28, 0.34, 0.988), bias=-3.556)
+DEFAULT_RELEVANCE = RelevanceModel(mean=(0.29987, 0.097523, 0.04675, -0.25531), scale=(0.12295, 1.494, 0.25526, 0.17756),
+                                   weights=(0.47336, 0.28031, 0.33984, 0.9883), bias=-3.556)
