@@ -59,7 +59,8 @@ def _spec(target, tok, drafter, prompt: str, cfg: SamplingConfig, spec: Speculat
     r = speculative_generate(target, tok, drafter, prompt, cfg, spec, chat=True)
     s = r.stats
     return {"ids": r.token_ids, "tok_s": s.decode_tokens_per_s, "new": s.new_tokens, "decode_s": s.decode_s,
-            "drafted": s.drafted, "accepted": s.accepted, "steps": s.target_steps}
+            "drafted": s.drafted, "accepted": s.accepted, "steps": s.target_steps, "draft_s": s.draft_s,
+            "verify_s": s.verify_s, "ttft_s": s.ttft_s}
 
 
 def _llama_cpp_peer(gguf: Path, prompts: list[str], max_new: int, threads: int) -> float | None:
@@ -130,7 +131,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                              "new": last["new"], "decode_s": statistics.median(x["decode_s"] for x in runs[m]),
                              "identical": all(x["ids"] == plain_ids for x in runs[m]),
                              "drafted": last.get("drafted", 0), "accepted": last.get("accepted", 0),
-                             "steps": last.get("steps", 0)})
+                             "steps": last.get("steps", 0), "draft_s": last.get("draft_s", 0.0),
+                             "verify_s": last.get("verify_s", 0.0)})
             print(f"{set_name} #{i}: " + ", ".join(
                 f"{r['method']} {r['tok_s']:.1f} tok/s ({r['speedup']:.2f}x)" for r in rows[-len(methods):]),
                 file=sys.stderr, flush=True)
@@ -148,6 +150,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "acceptance": accepted / drafted if drafted else None,
                 "tokens_per_step": (sum(r["new"] - 1 for r in sel) / steps) if steps else None,
                 "identical": all(r["identical"] for r in sel),
+                # where a speculative step's time goes: ms per drafted token, ms per verification (target) step
+                "draft_ms_per_token": 1e3 * sum(r["draft_s"] for r in sel) / drafted if drafted else None,
+                "verify_ms_per_step": 1e3 * sum(r["verify_s"] for r in sel) / steps if steps else None,
             })
     for s in summary:
         plain = next(x for x in summary if x["set"] == s["set"] and x["method"] == "plain")
@@ -193,15 +198,18 @@ def main() -> None:
     args.target = args.target or ("qwen2.5-1.5b" if args.large else "smollm2-135m")
     args.drafters = args.drafters or ("model:qwen2.5-0.5b,lookup" if args.large else "lookup,head")
     result = run(args)
-    print(f"target {result['target']} ({result['dtype']}{', ' + result['quant'] if result['quant'] else ''}), "
+    quant = "".join(f", {k} {result[k]}" for k in ("quant", "draft_quant") if result[k])
+    print(f"target {result['target']} ({result['dtype']}{quant}), "
           f"{result['threads']} threads, {result['prompts_per_set']} prompts/set, {result['max_new_tokens']} new tokens")
     print(f"{'set':9} {'method':22} {'tok/s':>7} {'aggregate':>9} {'median':>7} {'min':>6} {'accept':>7} "
-          f"{'tok/step':>8} identical")
+          f"{'tok/step':>8} {'draft ms/tok':>12} {'verify ms':>9} identical")
     for s in result["summary"]:
         acc = f"{s['acceptance']:.0%}" if s["acceptance"] is not None else "-"
         tps = f"{s['tokens_per_step']:.2f}" if s["tokens_per_step"] is not None else "-"
+        ms = [f"{s[k]:.1f}" if s.get(k) is not None else "-" for k in ("draft_ms_per_token", "verify_ms_per_step")]
         print(f"{s['set']:9} {s['method']:22} {s['tok_s']:7.1f} {s['aggregate_speedup']:8.2f}x "
-              f"{s['median_speedup']:6.2f}x {s['min_speedup']:5.2f}x {acc:>7} {tps:>8} {s['identical']}")
+              f"{s['median_speedup']:6.2f}x {s['min_speedup']:5.2f}x {acc:>7} {tps:>8} {ms[0]:>12} {ms[1]:>9} "
+              f"{s['identical']}")
     if result.get("llama_cpp_plain_tok_s"):
         print(f"llama.cpp plain decoding of the same GGUF: {result['llama_cpp_plain_tok_s']:.1f} tok/s")
     if args.json:

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from albumen.llm.model import DecoderLayer, ModelArgs, Transformer, rope_cos_sin
+from albumen.llm.model import DecoderLayer, ModelArgs, Transformer, rope_cos_sin, use_decode_linears
 from albumen.llm.sampling import SamplingConfig, logits_to_probs
 from albumen.llm.speculative.drafters.base import Draft
 
@@ -141,27 +141,31 @@ class HeadDrafter:
 
     name = "head"
 
-    def __init__(self, head: DraftHead, cost: float = 0.08) -> None:
+    def __init__(self, head: DraftHead, cost: float = 0.08, dtype: torch.dtype | None = None) -> None:
         self.head = head.eval()
         self.cost = cost
+        self.dtype = dtype  # the head's compute dtype; None: the target's. Drafts only steer speed, never output.
         self._target: Transformer | None = None
         self._hook: Any = None
         self._feats = torch.empty(0)
-        self._lm = torch.empty(0)  # (Vd, D) the LM head rows the head may draft
-        self._lm_key: tuple[int, int] = (0, 0)
+        self._lm = nn.Linear(1, 1, bias=False)  # (D -> Vd): the LM head rows the head may draft
+        self._lm_key: tuple[Any, ...] = ()
         self._fed: list[int] = []  # the tokens the head's true-feature cache entries were computed from
 
     def start(self, target: Transformer, prompt_ids: Sequence[int], max_seq_len: int) -> None:
         if target.args.dim != self.head.cfg.dim:
             raise ValueError(f"the head was trained for width {self.head.cfg.dim} ({self.head.cfg.target}); "
                              f"the target has {target.args.dim}")
-        dtype = target.model.norm.weight.dtype
+        dtype = self.dtype or target.model.norm.weight.dtype
         self.head.to(dtype)
+        use_decode_linears(self.head)  # one-row products through the engine's decode kernels (model.py)
         self.head.setup_cache(max_seq_len, dtype)
         weight = head_weight(target.lm_head)
-        key = (id(target.lm_head), weight.data_ptr())
+        key = (id(target.lm_head), weight.data_ptr(), dtype)
         if key != self._lm_key:
-            self._lm = weight[self.head.vocab].to(dtype).contiguous()  # (Vd, D)
+            self._lm = nn.Linear(target.args.dim, len(self.head.vocab), bias=False, dtype=dtype)
+            self._lm.weight = nn.Parameter(weight[self.head.vocab].to(dtype).contiguous(), requires_grad=False)
+            use_decode_linears(self._lm)
             self._lm_key = key
         self._feats = torch.zeros(max_seq_len, target.args.dim, dtype=dtype)
         self._fed = []
@@ -183,7 +187,7 @@ class HeadDrafter:
     def _logits(self, feat: torch.Tensor) -> torch.Tensor:
         """Full-vocabulary logits (1, V) with -inf outside the head's vocab: (1, D) -> (1, V)."""
         assert self._target is not None
-        small = feat @ self._lm.T  # (1, Vd)
+        small = self._lm(feat)  # (1, Vd)
         full = torch.full((1, self._target.args.vocab_size), float("-inf"), dtype=torch.float32)
         return full.index_copy_(1, self.head.vocab, small.float())
 
@@ -202,13 +206,14 @@ class HeadDrafter:
         embed = self._target.model.embed_tokens
         pos = torch.arange(start, last)
         ids = torch.tensor([tokens[start + 1 : last + 1]])  # (1, T): t_{j+1} for j in pos
-        feat = self.head(embed(ids), self._feats[pos][None], pos)[:, -1]  # (1, D) predicted f_last
+        dtype = self._feats.dtype
+        feat = self.head(embed(ids).to(dtype), self._feats[pos][None], pos)[:, -1]  # (1, D) predicted f_last
         self._fed = tokens  # entries 0..last-1 now hold true features
         drafted: list[int] = []
         probs: list[torch.Tensor] = []
         for i in range(k):
             if cfg.greedy:  # greedy verification never reads q: skip the full-vocabulary distribution
-                token = int(self.head.vocab[int((feat @ self._lm.T).argmax(-1))])
+                token = int(self.head.vocab[int(self._lm(feat).argmax(-1))])
             else:
                 q = logits_to_probs(self._logits(feat), cfg)  # (1, V)
                 token = int(torch.multinomial(q, 1, generator=generator))
@@ -216,5 +221,5 @@ class HeadDrafter:
             drafted.append(token)
             if i + 1 < k:
                 p = torch.tensor([last + i])
-                feat = self.head(embed(torch.tensor([[token]])), feat[None], p)[:, -1]
+                feat = self.head(embed(torch.tensor([[token]])).to(dtype), feat[None], p)[:, -1]
         return Draft(drafted, torch.stack(probs) if probs else None)
