@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from albumen.vision.attributes import HUE_BANDS
 from albumen.vision.base import PhotoInput, create_analyzer
 from albumen.vision.concepts import CONCEPTS, concept_indices, concept_scores, imagenet_classes
 from albumen.vision.efficientnet_lite import EfficientNetLite
@@ -54,6 +55,7 @@ def test_random_model_payload_shape_and_bad_file(photos: list[PhotoInput]) -> No
     assert "error" in results[-1].payload and "broken.jpg" in results[-1].payload["error"]
     for r in results[:-1]:
         assert set(r.payload) == {"tags", "concepts", "attributes"}
+        assert set(r.payload["attributes"]) <= {"black and white", "dark", "texture", *(b[0] for b in HUE_BANDS)}
         scores = [t["score"] for t in r.payload["tags"]]
         assert scores == sorted(scores, reverse=True)
 
