@@ -49,7 +49,9 @@ class SearchSettings:
     limit: int = 20
     min_score: float = 0.2  # absolute floor on the score
     # the calibrated relevance model and the probability a hit needs (0.2: chosen on the eval's dev split, where it
-    # kept recall@5 and cut the results of unanswerable queries; docs/search.md); None = the min_z rule below
+    # kept recall@5 and cut the results of unanswerable queries; docs/search.md); None = the min_z rule below. The
+    # default was fit in the text-minilm space with keyword_weight 0.1: another space (a CLIP checkpoint's) needs its
+    # own fit, or None
     relevance: RelevanceModel | None = DEFAULT_RELEVANCE
     min_probability: float = 0.2
     # without a relevance model: a hit must beat the library's typical score for this query by this many robust std
