@@ -140,7 +140,8 @@ def run_queries(store: Any, truth: dict[str, Any], paths: dict[int, set[str]], s
         ranked = tuple(_pick(paths.get(h.photo_id, set()), relevant) for h in result.hits)
         o = QueryOutcome(q, ranked, frozenset(relevant))
         outcomes.append(o)
-        rows.append({"query": q.text, "kind": q.kind, "split": split_of(q.text), "relevant": len(relevant), "returned": len(ranked),
+        rows.append({"query": q.text, "kind": q.kind, "split": split_of(q.text), "relevant": len(relevant),
+                     "returned": len(ranked),
                      "rr": round(o.metric("mrr"), 3), "p@5": round(o.metric("precision@5"), 3),
                      "threshold": None if result.threshold is None else round(result.threshold, 3)})
     negatives = []
@@ -289,13 +290,14 @@ def main() -> None:
     print(f"median search latency (in-process, {len(rows)} queries): {median_ms:.1f} ms")
     print(f"recall@5 target 0.9: {'met' if report.metrics['all']['recall@5'] >= 0.9 else 'NOT met'}")
     if sweep:
-        print("\nthreshold sweep (same vectors, same queries): cut -> all queries / semantic only / per split / negatives")
+        print("\nthreshold sweep (same vectors, same queries): cut -> all / semantic only / per split / negatives")
         print(f"{'cut':>6} {'recall@1':>9} {'recall@5':>9} {'mrr':>6} {'sem r@5':>8} {'dev r@5':>8} {'dev mrr':>8} "
               f"{'held r@5':>9} {'held mrr':>9}  negatives")
         for cut, r, cut_rows in sweep:
             a, sem = r.metrics["all"], r.metrics.get("semantic", {})
             dev, held = r.metrics.get("dev", {}), r.metrics.get("heldout", {})
-            print(f"{cut:>6} {a['recall@1']:>9.3f} {a['recall@5']:>9.3f} {a['mrr']:>6.3f} {sem.get('recall@5', 0):>8.3f} "
+            print(f"{cut:>6} {a['recall@1']:>9.3f} {a['recall@5']:>9.3f} {a['mrr']:>6.3f} "
+                  f"{sem.get('recall@5', 0):>8.3f} "
                   f"{dev.get('recall@5', 0):>8.3f} {dev.get('mrr', 0):>8.3f} {held.get('recall@5', 0):>9.3f} "
                   f"{held.get('mrr', 0):>9.3f}  {negatives_by_split(cut_rows)}")
     print(f"CLI check `albumen search \"a cat\" --json`: {cli_check(work, 'a cat')}")

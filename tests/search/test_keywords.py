@@ -13,7 +13,8 @@ from albumen.search.keywords import KeywordIndex, photo_terms, tokenize
 from albumen.vision.text_embedding import FakeTextEmbedder
 from .conftest import FakePhoto, build_store
 
-TAGS = {"tags": [{"label": "daisy", "synset": "n11939491", "score": 0.8}, {"label": "bee", "synset": "x", "score": 0.1}],
+TAGS = {"tags": [{"label": "daisy", "synset": "n11939491", "score": 0.8},
+                 {"label": "bee", "synset": "x", "score": 0.1}],
         "concepts": {"flowers": 0.8}, "attributes": ["yellow", "black and white"]}
 
 

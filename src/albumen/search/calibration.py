@@ -84,5 +84,7 @@ def fit_relevance_model(
 
 # Fit on the search eval's dev split (benchmarks/search_eval.py --fit; keyword_weight 0.1, the text-minilm space of
 # embeddings v2): held-out queries never touched these numbers.
-DEFAULT_RELEVANCE = RelevanceModel(mean=(0.29987, 0.097523, 0.04675, -0.25531), scale=(0.12295, 1.494, 0.25526, 0.17756),
-                                   weights=(0.47336, 0.28031, 0.33984, 0.9883), bias=-3.556)
+DEFAULT_RELEVANCE = RelevanceModel(
+    mean=(0.29987, 0.097523, 0.04675, -0.25531), scale=(0.12295, 1.494, 0.25526, 0.17756),
+    weights=(0.47336, 0.28031, 0.33984, 0.9883), bias=-3.556,
+)
