@@ -14,6 +14,9 @@ Metrics, per query over the returned (thresholded) ranking, averaged over querie
 - MRR: 1 / rank of the first relevant result (0 when none).
 Negative queries (nothing relevant in the library) score how often the threshold returns nothing.
 
+Every query is in the "dev" or the "heldout" split, fixed by a hash of its text (``split_of``): ranking and thresholds
+may be tuned on dev only, and the held-out figures say how much of that transfers.
+
 This module knows the query set, the ground truth's schema and the formulas; it runs no model and opens no store.
 """
 
