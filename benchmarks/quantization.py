@@ -18,8 +18,8 @@ through ``load_model``* (the path every engine command takes). Columns:
   (A/B/C..., then reversed), median; x fp32: its ratio to fp32 measured in the same rounds;
 - llama.cpp (``llama-cpp-python``, if importable) on the model's own GGUF (Q4_1 / Q4_K_M) in the same rounds.
 
-``mixed``: per-layer schemes chosen by measured sensitivity (``quant.sensitivity``): pal3-gc16 everywhere, int8 for
-the layers whose KL per extra bit is highest, up to a 4.0 bits/weight budget (the same budget as 4-bit palettes).
+``mixed``: per-layer schemes chosen by measured sensitivity (``quant.sensitivity``): by default pal3-b32 everywhere,
+pal4-b32 for the layers whose KL per extra bit is highest, up to 4.5 bits/weight (``--mixed LOW,HIGH,BITS``).
 ``--recover S``: a LoRA adapter (r=16, all projections) distilled on the frozen scheme-S model towards fp32
 (``quant.recover``) on the first two thirds of the text; ppl and KL before / after on the same held-out windows.
 """
@@ -117,14 +117,16 @@ def kl_of(ref: torch.Tensor, logits: torch.Tensor) -> float:
     return float((p.exp() * (p - torch.log_softmax(logits.float(), -1))).sum(-1).mean())
 
 
-def mixed_config(folder: Path, calib: list[torch.Tensor]) -> tuple[QuantConfig, str]:
+def mixed_config(folder: Path, calib: list[torch.Tensor], spec: str) -> tuple[QuantConfig, str]:
+    """``spec`` = "LOW,HIGH,BITS": every layer at LOW, the most sensitive (KL per extra bit) at HIGH up to BITS."""
     from albumen.llm.quant.sensitivity import mixed_precision_config
 
+    low_name, high_name, bits = spec.split(",")
     model, _ = load_model(folder, torch.float32)
-    low, high = parse_scheme("pal3-gc16"), parse_scheme("int8")
-    cfg, _ = mixed_precision_config(model, calib, low, high, target_bits=4.0, base=QuantConfig(default=low))
+    low, high = parse_scheme(low_name), parse_scheme(high_name)
+    cfg, _ = mixed_precision_config(model, calib, low, high, target_bits=float(bits), base=QuantConfig(default=low))
     n_high = sum(1 for s in cfg.overrides.values() if s == high)
-    return cfg, f"{n_high}/{len(cfg.overrides)} layers int8, rest pal3-gc16"
+    return cfg, f"{n_high}/{len(cfg.overrides)} layers {high_name}, rest {low_name} (budget {bits} bits)"
 
 
 def with_range_search(cfg: QuantConfig, steps: int) -> QuantConfig:
@@ -137,7 +139,7 @@ def with_range_search(cfg: QuantConfig, steps: int) -> QuantConfig:
 
 
 def build_variant(scheme: str, folder: Path, out: Path, calib: list[torch.Tensor],
-                  range_search: int = 8) -> tuple[nn.Module, Row]:
+                  range_search: int = 8, mixed: str = "pal3-b32,pal4-b32,4.5") -> tuple[nn.Module, Row]:
     """Quantize, save, load back through ``load_model``; the loaded model and its size figures.
 
     ``SCHEME@bf16`` loads the SCHEME checkpoint with bf16 float parts: bf16 activations end to end (no casts
@@ -158,7 +160,7 @@ def build_variant(scheme: str, folder: Path, out: Path, calib: list[torch.Tensor
     if not (dest / "model.safetensors").is_file():
         t = time.perf_counter()
         if base == "mixed":
-            cfg, row.note = mixed_config(folder, calib)
+            cfg, row.note = mixed_config(folder, calib, mixed)
         else:
             cfg = QuantConfig.from_scheme(base)
         cfg = with_range_search(cfg, range_search)
@@ -270,7 +272,7 @@ def quality_phase(name: str, schemes: list[str], a: argparse.Namespace) -> dict[
         t = time.perf_counter()
         model, row = (fp32, Row("fp32", bits=32.0, file_mb=sum(p.stat().st_size for p in folder.glob(
             "*.safetensors")) / 1e6)) if scheme == "fp32" else build_variant(scheme, folder, work, calib,
-                                                                    a.range_search)
+                                                                    a.range_search, a.mixed)
         row.ppl, row.kl = perplexity_and_kl(model, held, refs)
         row.kl_decode = kl_of(ref_dec, decode_logits(model, dec_window))
         res["rows"][scheme] = {**old, **{k: v for k, v in asdict(row).items() if k not in ("tps", "mem_mb")}}
@@ -294,6 +296,7 @@ def speed_phase(name: str, schemes: list[str], a: argparse.Namespace) -> dict[st
     folder, gguf, tok, fp32 = _setup(name, a)
     prompt = tok.encode(tok.apply_chat_template([{"role": "user", "content": BENCH_TEXT}]))
     models: dict[str, nn.Module] = {"fp32": fp32}
+    res["rows"].setdefault("fp32", asdict(Row("fp32")))
     for scheme in schemes:
         if scheme != "fp32":
             models[scheme], row = build_variant(scheme, folder, a.out_dir / name, [], a.range_search)
@@ -314,7 +317,9 @@ def speed_phase(name: str, schemes: list[str], a: argparse.Namespace) -> dict[st
             tps[s].append(runs[s]())
     base = statistics.median(tps["fp32"])
     for s, values in tps.items():
-        row = res["rows"][s]
+        print(f"  {s:18s} {statistics.median(values):7.2f} tok/s  x fp32 {statistics.median(values) / base:5.2f}  "
+              f"{[round(v, 2) for v in values]}", file=sys.stderr, flush=True)
+        row = res["rows"].setdefault(s, asdict(Row(s)))
         row["tps"], row["median_tps"] = values, statistics.median(values)
         row["x_fp32"] = row["median_tps"] / base
         if s in models:
@@ -358,43 +363,56 @@ def markdown(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def kernel_table(n: int = 8960, k: int = 1536, copies: int = 8, repeats: int = 3) -> str:
-    """Batch-1 matmul per kernel on an (n, k) weight, cycling ``copies`` weights so each comes from DRAM."""
+def kernel_table(shapes: tuple[tuple[int, int], ...] = ((8960, 1536), (1536, 8960), (151936, 1536)),
+                 repeats: int = 5) -> str:
+    """Batch-1 matmul per kernel on (n, k) weights, cycling copies (>= 64 MB in all) so each comes from DRAM."""
     import torch.nn.functional as F
 
+    from albumen.llm.kernels import quant_gemv
     from albumen.llm.quant import kernels
     from albumen.llm.quant.affine import quantize_int4, quantize_int8
 
     g = torch.Generator().manual_seed(0)
-    ws = [torch.randn(n, k, generator=g) * 0.02 for _ in range(copies)]
-    x = torch.randn(1, k, generator=g)
-    wb = [w.bfloat16() for w in ws]
-    q8 = [quantize_int8(w) for w in ws]
-    i8 = [kernels.pack_int8(q, s, "int8pack") for q, s in q8]
-    fb = [kernels.pack_int8(q, s, "fbgemm") for q, s in q8]
-    p4 = [kernels.pack_int4(*quantize_int4(w, 32), 32) for w in ws]
-    cands: dict[str, tuple[float, Callable[[int], Any]]] = {
-        "fp32 F.linear": (4, lambda i: F.linear(x, ws[i])),
-        "bf16 F.linear": (2, lambda i: F.linear(x.bfloat16(), wb[i])),
-        "int8pack (bf16 act)": (1, lambda i: kernels.int8_linear(x, i8[i])),
-        "fbgemm dynamic int8": (1, lambda i: kernels.int8_linear(x, fb[i])),
-        "int4pack g32 (bf16 act)": (0.5, lambda i: kernels.int4_linear(x, p4[i])),
-    }
-    times: dict[str, list[float]] = {c: [] for c in cands}
-    for r in range(repeats):  # interleaved: contention hits every kernel alike
-        for name, (_, fn) in cands.items():
-            for i in range(copies):
-                fn(i)
-            t = time.perf_counter()
-            for i in range(copies):
-                fn(i)
-            times[name].append((time.perf_counter() - t) / copies)
-    base = statistics.median(times["fp32 F.linear"])
-    lines = [f"| kernel ({n}x{k}, M=1, {torch.get_num_threads()} thread(s)) | ms | x fp32 | weight GB/s |",
-             "|---|---|---|---|"]
-    for name, (bpw, _) in cands.items():
-        m = statistics.median(times[name])
-        lines.append(f"| {name} | {m * 1e3:.3f} | {base / m:.1f} | {bpw * n * k / m / 1e9:.1f} |")
+    own = quant_gemv.quant_gemv_available()
+    lines = [f"| weight | kernel (M=1, {torch.get_num_threads()} thread(s)) | ms | x fp32 | GB/s read |",
+             "|---|---|---|---|---|"]
+    for n, k in shapes:
+        copies = max(2, min(8, (64 << 20) // (n * k)))
+        ws = [torch.randn(n, k, generator=g) * 0.02 for _ in range(copies)]
+        x = torch.randn(1, k, generator=g)
+        wb = [w.bfloat16() for w in ws]
+        q8 = [quantize_int8(w) for w in ws]
+        q4 = [quantize_int4(w, 32, False) for w in ws]
+        i8 = [kernels.pack_int8(q, s, "int8pack") for q, s in q8]
+        p4 = [kernels.pack_int4(q, s, z, 32) for q, s, z in q4]
+        cands: dict[str, tuple[float, Callable[[int], Any]]] = {
+            "fp32 F.linear": (4, lambda i: F.linear(x, ws[i])),
+            "bf16 F.linear": (2, lambda i: F.linear(x.bfloat16(), wb[i])),
+            "int8pack (bf16 act)": (1, lambda i: kernels.int8_linear(x, i8[i])),
+            "int4pack g32 asym (bf16 act)": (0.625, lambda i: kernels.int4_linear(x, p4[i])),
+        }
+        if own:
+            o8 = [quant_gemv.pack_q8(q, s) for q, s in q8]
+            o4 = [quant_gemv.pack_q4(q, s, z, 32) for q, s, z in q4]
+            lut = torch.arange(-120, 120, 16, dtype=torch.int8)
+            ol = [quant_gemv.pack_q4(q, s, z, 32, lut) for q, s, z in q4]
+            cands["own q8 VNNI (int8 act/32)"] = (1, lambda i: quant_gemv.q8_linear(x, o8[i]))
+            cands["own q4 VNNI g32 asym"] = (0.625, lambda i: quant_gemv.q4_linear(x, o4[i]))
+            cands["own 4-bit LUT g32 (pal4-b32)"] = (0.625, lambda i: quant_gemv.q4_linear(x, ol[i]))
+        del ws
+        times: dict[str, list[float]] = {c: [] for c in cands}
+        for _ in range(repeats):  # interleaved: contention hits every kernel alike
+            for name, (_, fn) in cands.items():
+                for i in range(copies):
+                    fn(i)
+                t = time.perf_counter()
+                for i in range(copies):
+                    fn(i)
+                times[name].append((time.perf_counter() - t) / copies)
+        base = statistics.median(times["fp32 F.linear"])
+        for name, (bpw, _) in cands.items():
+            m = statistics.median(times[name])
+            lines.append(f"| {n}x{k} | {name} | {m * 1e3:.3f} | {base / m:.1f} | {bpw * n * k / m / 1e9:.1f} |")
     return "\n".join(lines)
 
 
@@ -419,6 +437,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--train-window", type=int, default=128)
     ap.add_argument("--recover", default="int4-g32-sym,pal3-gc16", help="schemes to run LoRA recovery on ('' = none)")
     ap.add_argument("--recover-steps", type=int, default=30)
+    ap.add_argument("--mixed", default="pal3-b32,pal4-b32,4.5",
+                    help="the 'mixed' scheme: LOW,HIGH,BITS (sensitivity-chosen HIGH layers up to BITS per weight)")
     ap.add_argument("--range-search", type=int, default=8, help="int4 clipping ratios tried per group (0: fastest)")
     ap.add_argument("--no-llama-cpp", action="store_true")
     ap.add_argument("--models-dir", type=Path, default=None)

@@ -88,12 +88,18 @@ def pack_int4(q: Tensor, scale: Tensor, zero: Tensor, group: int) -> Int4Packed 
     return Int4Packed(packed, sz, group, n)
 
 
-def int4_linear(x: Tensor, w: Int4Packed) -> Tensor:
-    """(..., K) activations (any float dtype) -> (..., N) in x's dtype, through the int4 kernel in bf16."""
-    lead = x.shape[:-1]
-    x2 = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)  # (M, K)
+def int4_linear(x: Tensor, w: Int4Packed, keep_bf16: bool = False) -> Tensor:
+    """(..., K) activations (any float dtype) -> (..., N) in x's dtype, through the int4 kernel in bf16.
+
+    ``keep_bf16``: return the kernel's bf16 result uncast (a caller adding an fp32 bias gets fp32 from the
+    addition's type promotion: one op fewer per call).
+    """
+    x2 = x.reshape(-1, x.shape[-1])  # (M, K)
+    if x2.dtype is not torch.bfloat16:
+        x2 = x2.to(torch.bfloat16)
     y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, w.packed, w.group, w.scales_and_zeros)  # (M, N)
-    return y.reshape(*lead, w.out_features).to(x.dtype)
+    y = y.view(*x.shape[:-1], w.out_features)
+    return y if keep_bf16 or x.dtype is torch.bfloat16 else y.to(x.dtype)
 
 
 class Int8Packed:

@@ -41,8 +41,8 @@ def scheme_bits(scheme: LayerScheme, in_features: int) -> float:
         return 32.0
     if scheme.kind == "int8":
         return 8.0 + 32.0 / in_features
-    if scheme.kind == "int4":
-        return 4.0 + (16.0 if scheme.symmetric else 32.0) / scheme.group_size
+    if scheme.kind == "int4" or scheme.granularity == "block":
+        return scheme.bits + (16.0 if scheme.symmetric else 32.0) / scheme.group_size
     return float(scheme.bits)
 
 

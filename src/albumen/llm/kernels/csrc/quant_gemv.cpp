@@ -26,6 +26,12 @@ namespace {
 
 constexpr int64_t kMaxRows = 8;
 constexpr int64_t kLanes = 16;  // groups per chunk
+#ifndef QG_PREFETCH
+#define QG_PREFETCH 1024  // bytes ahead on each weight row stream (0: hardware prefetch only)
+#endif
+#ifndef QG_ROWS1
+#define QG_ROWS1 4  // output rows per block at M = 1
+#endif
 
 // Activations in the kernel layout: int8 codes (M, C, S, 64) and per (m, group) scale, offset correction, float sum.
 struct Acts {
@@ -105,7 +111,7 @@ inline void block(const Acts& a, const uint8_t* wq, int64_t row_bytes, const uin
     for (int64_t t = 0; t < steps; ++t) {
       for (int r = 0; r < R; ++r) {
         const uint8_t* p = wq + (n + r) * row_bytes + base + t * stride;
-        _mm_prefetch(reinterpret_cast<const char*>(p) + 1024, _MM_HINT_T0);
+        if (QG_PREFETCH) _mm_prefetch(reinterpret_cast<const char*>(p) + QG_PREFETCH, _MM_HINT_T0);
         const __m512i v = full ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(bmask, p);
         if constexpr (MODE == 2) {
           for (int m = 0; m < M; ++m)
@@ -152,7 +158,7 @@ template <int M, int MODE>
 void rows(const Acts& a, const uint8_t* wq, int64_t row_bytes, const uint16_t* scale, const uint16_t* zero,
           const float* scale8, __m512i lut, int64_t G, int64_t g, const float* bias, float* out, int64_t N, int64_t n0,
           int64_t n1) {
-  constexpr int R = M <= 1 ? 4 : (M <= 2 ? 2 : 1);
+  constexpr int R = M <= 1 ? QG_ROWS1 : (M <= 2 ? 2 : 1);
   float tmp[M * R];
   int64_t n = n0;
   for (; n + R <= n1; n += R) {
