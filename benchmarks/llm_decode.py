@@ -18,8 +18,8 @@ tokens with EOS ignored. Per model (SmolLM2-135M; with ``--large`` also Qwen2.5-
 Each engine runs with every ``--threads`` count (on a busy machine, one thread avoids OpenMP wake-up stalls in the
 many small per-layer ops; on an idle one, two threads read memory faster). Engines alternate within each repeat
 (A/B/C, C/B/A, ...) and medians are reported, so machine noise hits all alike; "vs HF" compares like threads.
-The roofline: the highest read bandwidth measured in the same run (``torch.sum`` over 1 GiB, at the start and next to
-each model) divided by the bytes one decode step must read (every weight once; the tied embedding once, as the head; plus the KV cache at the mean position).
+The roofline, per thread count: the highest read bandwidth measured in the same run with that many threads
+(``torch.sum`` over 1 GiB, at the start and next to each model) divided by the bytes one decode step must read (every weight once; the tied embedding once, as the head; plus the KV cache at the mean position).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import torch
 
 from albumen.llm.bench import BENCH_TEXT, run_once
 from albumen.llm.loading import default_models_dir, load_model, parse_dtype, resolve_folder
-from albumen.llm.model import Transformer, use_decode_linears
+from albumen.llm.model import Transformer, use_decode_kernels
 from albumen.llm.presets import resolve_preset
 from albumen.llm.testing import one_thread
 
@@ -62,15 +62,21 @@ class Row:
         return statistics.median(self.ttft) if self.ttft else 0.0
 
 
-def read_bandwidth_gbs(gib: float = 1.0, repeats: int = 5) -> float:
-    """Memory read bandwidth (GB/s): the median time of summing a tensor far larger than the caches."""
+def read_bandwidth_gbs(threads: int, gib: float = 1.0, repeats: int = 5) -> float:
+    """Memory read bandwidth (GB/s) with ``threads`` threads: the median time of summing a tensor far larger than
+    the caches."""
     x = torch.ones(int(gib * (1 << 30)) // 4, dtype=torch.float32)
-    x.sum()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
         x.sum()
-        times.append(time.perf_counter() - t)
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            x.sum()
+            times.append(time.perf_counter() - t)
+    finally:
+        torch.set_num_threads(old)
     return x.numel() * 4 / statistics.median(times) / 1e9
 
 
@@ -90,11 +96,15 @@ def bytes_per_token(model: Transformer, mean_pos: int) -> int:
     return total - untied_embedding + kv
 
 
+def _fmt_bw(bandwidth: dict[int, float]) -> str:
+    return ", ".join(f"{bw:.1f} GB/s with {t} thread{'s' if t > 1 else ''}" for t, bw in bandwidth.items())
+
+
 def albumen_run(model: Transformer, ids: list[int], n: int, kernels: bool = True, compiled: bool = False) -> Run:
-    """Our engine with the dense kernel on or off (``use_decode_linears``), optionally with compiled layer parts."""
+    """Our engine with the dense kernel on or off (``use_decode_kernels``), optionally with compiled layer parts."""
 
     def run() -> tuple[float, float]:
-        use_decode_linears(model, kernels=kernels)
+        use_decode_kernels(model, kernels=kernels)
         if compiled:
             compile_layer_parts(model)
         try:
@@ -284,7 +294,7 @@ def bench_model(name: str, dtypes: list[str], n: int, repeats: int, models_dir: 
                 table[engine].ttft.append(ttft)
                 table[engine].tps.append(tps)
         rows += table.values()
-        use_decode_linears(model)  # back to the default before measuring what a step reads
+        use_decode_kernels(model)  # back to the default before measuring what a step reads
         info[f"bytes_per_token_{dtype}"] = bytes_per_token(model, len(ids) + n // 2)
         info["prompt_tokens"] = len(ids)
         with one_thread():  # as the CLI runs it
@@ -312,17 +322,18 @@ def main(argv: list[str] | None = None) -> None:
     names = a.models.split(",") if a.models else ["smollm2-135m"] + (["qwen2.5-1.5b"] if a.large else [])
     dtypes = a.dtypes.split(",")
     models_dir = a.models_dir or default_models_dir()
-    bandwidth = read_bandwidth_gbs()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, read bandwidth {bandwidth:.1f} GB/s, "
+    thread_counts = [int(t) for t in a.threads.split(",")]
+    bandwidth = {t: read_bandwidth_gbs(t) for t in thread_counts}
+    print(f"torch {torch.__version__}, read bandwidth {_fmt_bw(bandwidth)}, "
           f"{a.new_tokens} new tokens, median of {a.repeats}", flush=True)
     report: dict[str, Any] = {"bandwidth_gbs": bandwidth, "new_tokens": a.new_tokens, "results": []}
     for name in names:
         rows, info = bench_model(name, dtypes, a.new_tokens, a.repeats, models_dir, not a.no_llama_cpp,
-                                 not a.no_transformers, [int(t) for t in a.threads.split(",")],
+                                 not a.no_transformers, thread_counts,
                                  [m.strip() == "on" for m in a.kernels.split(",")], [False, True] if a.compile else [False])
         # Re-measured next to each model; the roofline takes the highest figure seen, so fractions are conservative.
-        bandwidth = max(bandwidth, read_bandwidth_gbs())
-        print(f"\n{name} (prompt {info['prompt_tokens']} tokens, GGUF {info['gguf']}, roofline at {bandwidth:.1f} GB/s)")
+        bandwidth = {t: max(bw, read_bandwidth_gbs(t)) for t, bw in bandwidth.items()}
+        print(f"\n{name} (prompt {info['prompt_tokens']} tokens, GGUF {info['gguf']}, roofline at {_fmt_bw(bandwidth)})")
         print(f"{'engine/threads':26s} {'dtype':6s} {'decode tok/s':>12s} {'TTFT ms':>8s} {'vs HF':>6s} "
               f"{'roofline':>9s} {'of roofline':>11s}")
         for row in rows:
@@ -330,7 +341,7 @@ def main(argv: list[str] | None = None) -> None:
             hf_row = next((r for r in rows if r.engine == f"transformers/{threads}" and r.dtype == row.dtype), None)
             ratio = row.median_tps / hf_row.median_tps if hf_row and hf_row.median_tps else float("nan")
             bpt = info.get(f"bytes_per_token_{row.dtype}")
-            roof = bandwidth * 1e9 / bpt if bpt else float("nan")
+            roof = bandwidth[int(threads.rstrip("t"))] * 1e9 / bpt if bpt else float("nan")
             print(f"{row.engine:26s} {row.dtype:6s} {row.median_tps:12.1f} {row.median_ttft * 1000:8.0f} "
                   f"{ratio:6.2f} {roof:9.1f} {row.median_tps / roof if bpt else float('nan'):11.0%}")
             report["results"].append({"model": name, "engine": row.engine, "dtype": row.dtype,
@@ -342,6 +353,7 @@ def main(argv: list[str] | None = None) -> None:
               f"mask {g['mask_ms_median']:.2f} ms per step (median), {g['mask_ms_max']:.1f} ms (max)")
         report["results"].append({"model": name, "engine": "guided", **g})
         sys.stdout.flush()
+    report["bandwidth_gbs"] = bandwidth
     if a.json:
         a.json.write_text(json.dumps(report, indent=1))
 

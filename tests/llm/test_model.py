@@ -123,18 +123,20 @@ def test_presets_have_consistent_shapes() -> None:
         assert ModelArgs.from_hf_config(args.to_hf_config()) == args
 
 
-def _plain_linears(model: torch.nn.Module) -> None:
-    """Undo ``use_decode_linears``: every projection back to ``nn.Linear.forward`` (the reference)."""
+def _plain_pytorch(model: torch.nn.Module) -> None:
+    """Undo ``use_decode_kernels``: projections back to ``nn.Linear.forward``, norms and attention to PyTorch."""
     for module in model.modules():
         module.__dict__.pop("forward", None)
+        module.__dict__.pop("_decode_ops", None)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("kernels", [True, False])
-def test_decode_linears_equal_plain_and_follow_weight_edits(dtype: torch.dtype, kernels: bool) -> None:
-    """Decode with the dense kernel (or, without it, oneDNN's packed bf16 copy) == plain ``F.linear``, 1..4 rows."""
+def test_decode_kernels_equal_plain_and_follow_weight_edits(dtype: torch.dtype, kernels: bool) -> None:
+    """Decode with the C++ kernels (dense linears, fused norm and attention) or, without them, oneDNN's packed bf16
+    copy == plain PyTorch: prefill, a 4-row verification block, single tokens, then an in-place weight edit."""
     from albumen.llm.kernels.dense import dense_module
-    from albumen.llm.model import use_decode_linears
+    from albumen.llm.model import use_decode_kernels
 
     if kernels and dense_module() is None:
         pytest.skip("dense kernel not built")
@@ -144,8 +146,10 @@ def test_decode_linears_equal_plain_and_follow_weight_edits(dtype: torch.dtype, 
     with torch.inference_mode():
         for m in (plain, fast):
             m.setup_caches(1, 16)
-    _plain_linears(plain)
-    assert use_decode_linears(fast, kernels=kernels) == 2 * 7 + 1  # 7 projections per layer + the head
+    _plain_pytorch(plain)
+    assert use_decode_kernels(fast, kernels=kernels) == 2 * 7 + 1  # 7 projections per layer + the head
+    assert (fast.model.norm.__dict__["_decode_ops"] is not None) is kernels
+    assert (fast.model.layers[0].self_attn.__dict__["_decode_ops"] is not None) is kernels
     assert type(fast.model.layers[0].self_attn.q_proj) is torch.nn.Linear  # quantization still finds it
     assert list(fast.state_dict()) == list(plain.state_dict())
     tol = 1e-5 if dtype is torch.float32 else 2e-2

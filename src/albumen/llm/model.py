@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from albumen.llm.kernels.build import kernels_enabled
+from albumen.llm.kernels.decode_ops import decode_ops_module
 from albumen.llm.kernels.dense import dense_module
 from albumen.llm.kv_cache import KVCache
 
@@ -44,6 +45,7 @@ __all__ = [
     "apply_rope",
     "grouped_attention",
     "rope_cos_sin",
+    "use_decode_kernels",
     "use_decode_linears",
 ]
 
@@ -164,7 +166,10 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # One fused kernel instead of five small ones (decode runs this 2 x n_layers times per token).
+        ops = self.__dict__.get("_decode_ops")  # set by use_decode_kernels: one C++ call, same result
+        if ops is not None and x.dtype is self.weight.dtype and not (
+                torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)):
+            return ops.rms_norm(x, self.weight, self.eps)
         h = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps)
         return self.weight * h.to(x.dtype)
 
@@ -248,17 +253,22 @@ def _decode_linear_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     return F.linear(x, w, self.bias)
 
 
-def use_decode_linears(model: nn.Module, kernels: bool | None = None) -> int:
+def use_decode_kernels(model: nn.Module, kernels: bool | None = None) -> int:
     """Route every plain ``nn.Linear`` of ``model`` through ``_decode_linear_forward``; returns how many.
 
     The modules stay ``nn.Linear`` with the same parameters and keys (quantization and LoRA still find and swap
     them); only the instance's ``forward`` changes. ``kernels`` (default: unless ``ALBUMEN_KERNELS=0``) chooses the
-    dense kernel; without it, bf16 rows go to the pre-packed oneDNN copy. Calling again switches the choice.
+    C++ kernels: the dense kernel for the linears, and fused RMSNorm and single-query attention
+    (``albumen.llm.kernels.decode_ops``); without them, bf16 rows go to the pre-packed oneDNN copy and norms and
+    attention stay in PyTorch. Calling again switches the choice.
     """
     use_kernel = kernels_enabled() if kernels is None else kernels
     kernel = dense_module() if use_kernel else None
+    ops = decode_ops_module() if use_kernel else None
     count = 0
     for module in model.modules():
+        if isinstance(module, (RMSNorm, Attention)):
+            module.__dict__["_decode_ops"] = ops
         if type(module) is not nn.Linear:
             continue
         if "forward" not in module.__dict__:
@@ -268,6 +278,9 @@ def use_decode_linears(model: nn.Module, kernels: bool | None = None) -> int:
         module.__dict__["_dense_kernel"] = kernel  # with the kernel, no packed copy is ever made
         count += 1
     return count
+
+
+use_decode_linears = use_decode_kernels  # the earlier name (speculative drafters call it)
 
 
 class Attention(nn.Module):
@@ -298,7 +311,11 @@ class Attention(nn.Module):
         if self.kv_cache is not None and input_pos is not None:
             k, v = self.kv_cache.update(input_pos, k, v)  # (B, nkv, S, hd)
             k, v = k[:, :, :kv_len], v[:, :, :kv_len]  # only positions that can be attended to
-            y = grouped_attention(q, k, v, mask)
+            ops = self.__dict__.get("_decode_ops")  # set by use_decode_kernels
+            if ops is not None and seqlen == 1 and not (torch.is_grad_enabled() and q.requires_grad):
+                y = ops.decode_attention(q, k, v)  # (B, nh, 1, hd)
+            else:
+                y = grouped_attention(q, k, v, mask)
         else:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=seqlen > 1, enable_gqa=self.n_heads != self.n_kv_heads)
         y = y.transpose(1, 2).reshape(bsz, seqlen, self.n_heads * self.head_dim)  # (B, T, nh*hd)
@@ -383,7 +400,7 @@ class Transformer(nn.Module):
             return  # a larger cache costs nothing: attention only reads positions up to input_pos[-1]
         device = self.model.embed_tokens.weight.device
         if device.type == "cpu":
-            use_decode_linears(self)
+            use_decode_kernels(self)
         for layer in self.model.layers:
             cache = KVCache(max_batch_size, max_seq_len, self.args.n_kv_heads, self.args.head_dim, dtype)
             layer.self_attn.kv_cache = cache.to(device)

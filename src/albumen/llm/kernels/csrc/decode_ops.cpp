@@ -1,0 +1,119 @@
+// Small fused ops for one decode step, where PyTorch spends more time dispatching than computing:
+//   rms_norm(x, weight, eps)      = weight * (x.float() * rsqrt(mean(x^2) + eps)).to(dtype)   (HF's order of casts)
+//   decode_attention(q, k, v)     = softmax(q k^T / sqrt(hd)) v for a single query per head, grouped-query heads
+// fp32 or bf16 tensors; arithmetic in fp32. Measured on SmolLM2 decode: ~60 small ATen ops per layer become 3 calls.
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+#include <c10/util/BFloat16.h>
+#include <cmath>
+#include <vector>
+
+namespace {
+
+template <typename T>
+void rms_norm_rows(const T* x, const T* w, T* y, int64_t rows, int64_t dim, float eps) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * dim;
+    float ss = 0.f;
+#pragma omp simd reduction(+ : ss)
+    for (int64_t i = 0; i < dim; ++i) {
+      float v = static_cast<float>(xr[i]);
+      ss += v * v;
+    }
+    const float inv = 1.f / std::sqrt(ss / static_cast<float>(dim) + eps);
+    T* yr = y + r * dim;
+    for (int64_t i = 0; i < dim; ++i) {
+      T h = static_cast<T>(static_cast<float>(xr[i]) * inv);  // round to the model dtype first, as HF does
+      yr[i] = static_cast<T>(static_cast<float>(w[i]) * static_cast<float>(h));
+    }
+  }
+}
+
+torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+  TORCH_CHECK(x.device().is_cpu() && weight.device().is_cpu(), "rms_norm: CPU tensors only");
+  TORCH_CHECK(x.scalar_type() == weight.scalar_type(), "rms_norm: x and weight dtypes differ");
+  const int64_t dim = x.size(-1);
+  TORCH_CHECK(weight.dim() == 1 && weight.size(0) == dim, "rms_norm: weight must be (", dim, ",)");
+  auto xc = x.contiguous();
+  auto wc = weight.contiguous();
+  auto y = torch::empty_like(xc);
+  const int64_t rows = dim ? xc.numel() / dim : 0;
+  if (x.scalar_type() == at::kFloat) {
+    rms_norm_rows<float>(xc.data_ptr<float>(), wc.data_ptr<float>(), y.data_ptr<float>(), rows, dim, eps);
+  } else if (x.scalar_type() == at::kBFloat16) {
+    using BF = c10::BFloat16;
+    rms_norm_rows<BF>(xc.data_ptr<BF>(), wc.data_ptr<BF>(), y.data_ptr<BF>(), rows, dim, eps);
+  } else {
+    TORCH_CHECK(false, "rms_norm: fp32 or bf16 only");
+  }
+  return y;
+}
+
+// q (B, nh, 1, hd); k, v (B, nkv, S, hd) with unit stride along hd (cache slices are fine) -> (B, nh, 1, hd).
+template <typename T>
+void attention_one_query(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, torch::Tensor& out) {
+  const int64_t B = q.size(0), nh = q.size(1), hd = q.size(3), nkv = k.size(1), S = k.size(2);
+  const int64_t groups = nh / nkv;
+  const float scale = 1.f / std::sqrt(static_cast<float>(hd));
+  const T* qp = q.data_ptr<T>();
+  const T* kp = k.data_ptr<T>();
+  const T* vp = v.data_ptr<T>();
+  T* op = out.data_ptr<T>();
+  const auto qs = q.strides(), ks = k.strides(), vs = v.strides(), os = out.strides();
+  std::vector<float> scores(S), acc(hd), qf(hd);
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t h = 0; h < nh; ++h) {
+      const int64_t g = h / groups;  // heads h*g .. share KV head g
+      const T* qh = qp + b * qs[0] + h * qs[1];
+      for (int64_t i = 0; i < hd; ++i) qf[i] = static_cast<float>(qh[i]);
+      float mx = -INFINITY;
+      for (int64_t s = 0; s < S; ++s) {
+        const T* kr = kp + b * ks[0] + g * ks[1] + s * ks[2];
+        float dot = 0.f;
+#pragma omp simd reduction(+ : dot)
+        for (int64_t i = 0; i < hd; ++i) dot += qf[i] * static_cast<float>(kr[i]);
+        scores[s] = dot * scale;
+        mx = std::max(mx, scores[s]);
+      }
+      float denom = 0.f;
+      for (int64_t s = 0; s < S; ++s) {
+        scores[s] = std::exp(scores[s] - mx);
+        denom += scores[s];
+      }
+      std::fill(acc.begin(), acc.end(), 0.f);
+      for (int64_t s = 0; s < S; ++s) {
+        const T* vr = vp + b * vs[0] + g * vs[1] + s * vs[2];
+        const float p = scores[s] / denom;
+#pragma omp simd
+        for (int64_t i = 0; i < hd; ++i) acc[i] += p * static_cast<float>(vr[i]);
+      }
+      T* oh = op + b * os[0] + h * os[1];
+      for (int64_t i = 0; i < hd; ++i) oh[i] = static_cast<T>(acc[i]);
+    }
+  }
+}
+
+torch::Tensor decode_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "decode_attention: q (B,nh,1,hd), k/v (B,nkv,S,hd)");
+  TORCH_CHECK(q.size(2) == 1, "decode_attention: one query per head");
+  TORCH_CHECK(k.sizes() == v.sizes() && k.size(0) == q.size(0) && k.size(3) == q.size(3), "decode_attention: shapes");
+  TORCH_CHECK(k.size(2) >= 1 && q.size(1) % k.size(1) == 0, "decode_attention: heads must group over KV heads");
+  TORCH_CHECK(q.scalar_type() == k.scalar_type() && k.scalar_type() == v.scalar_type(), "decode_attention: dtypes");
+  TORCH_CHECK(q.stride(3) == 1 && k.stride(3) == 1 && v.stride(3) == 1, "decode_attention: head dim must be dense");
+  auto out = torch::empty({q.size(0), q.size(1), 1, q.size(3)}, q.options());
+  if (q.scalar_type() == at::kFloat) {
+    attention_one_query<float>(q, k, v, out);
+  } else if (q.scalar_type() == at::kBFloat16) {
+    attention_one_query<c10::BFloat16>(q, k, v, out);
+  } else {
+    TORCH_CHECK(false, "decode_attention: fp32 or bf16 only");
+  }
+  return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("rms_norm", &rms_norm, "weight * (x.float() * rsqrt(mean(x^2) + eps)).to(dtype), fp32 or bf16");
+  m.def("decode_attention", &decode_attention, "softmax(q k^T / sqrt(hd)) v, one query per head, grouped KV heads");
+}
