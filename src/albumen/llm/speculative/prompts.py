@@ -31,6 +31,12 @@ _OPEN_TEMPLATES = (
     "Give me three tips about {t}.",
     "Describe {t} in a few sentences.",
 )
+_OPEN_TEMPLATES_TRAIN_ONLY = (  # more request shapes for training data; the bench set keeps _OPEN_TEMPLATES
+    "Write a short poem about {t}.",
+    "Tell me a fun fact about {t}.",
+    "Write a diary entry about {t}.",
+    "What should I know about {t}?",
+)
 _TOPICS_TRAIN = (
     "a rainy afternoon", "learning to ride a bike", "a lighthouse keeper", "making bread at home", "a lost umbrella",
     "the ocean at night", "planting a vegetable garden", "a train journey through the mountains", "a friendly robot",
@@ -77,6 +83,7 @@ def grounded_prompts(facts_path: str | Path, n: int, split: Split = "train", see
 def open_prompts(n: int, split: Split = "train", seed: int = 0) -> list[str]:
     """``n`` open-ended requests (topics differ between splits)."""
     topics = _TOPICS_TRAIN if split == "train" else _TOPICS_BENCH
-    pairs = [(t, tpl) for t in topics for tpl in _OPEN_TEMPLATES]
+    templates = _OPEN_TEMPLATES + _OPEN_TEMPLATES_TRAIN_ONLY if split == "train" else _OPEN_TEMPLATES
+    pairs = [(t, tpl) for t in topics for tpl in templates]
     random.Random(seed).shuffle(pairs)
     return [tpl.format(t=t) for t, tpl in (pairs * (n // len(pairs) + 1))[:n]]

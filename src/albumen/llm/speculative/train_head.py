@@ -137,7 +137,7 @@ def load_shards(data_dir: Path) -> tuple[list[Seq], float]:
     text, text_data.py), else the next token (exact for greedy generations, the text itself inside prompts).
     """
     seqs, seconds = [], 0.0
-    for path in sorted([*data_dir.glob("shard-*.pt"), *data_dir.glob("text-*.pt")]):
+    for path in sorted([*data_dir.rglob("shard-*.pt"), *data_dir.rglob("text-*.pt")]):  # sub-folders too
         shard = torch.load(path)
         seconds += shard["seconds"]
         nexts = shard.get("next", [None] * len(shard["tokens"]))
