@@ -394,7 +394,7 @@ def kernel_table(shapes: tuple[tuple[int, int], ...] = ((8960, 1536), (1536, 896
         if own:
             o8 = [quant_gemv.pack_q8(q, s) for q, s in q8]
             o4 = [quant_gemv.pack_q4(q, s, z, 32) for q, s, z in q4]
-            lut = torch.arange(-120, 120, 16, dtype=torch.int8)
+            lut = torch.arange(-120, 136, 16, dtype=torch.int8)  # 16 entries
             ol = [quant_gemv.pack_q4(q, s, z, 32, lut) for q, s, z in q4]
             cands["own q8 VNNI (int8 act/32)"] = (1, lambda i: quant_gemv.q8_linear(x, o8[i]))
             cands["own q4 VNNI g32 asym"] = (0.625, lambda i: quant_gemv.q4_linear(x, o4[i]))

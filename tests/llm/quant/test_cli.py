@@ -55,7 +55,7 @@ def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
     assert "cannot load model" in res.output
 
 
-@pytest.mark.parametrize("scheme", ["int8", "int4-g64-asym", "int4-g32-all", "pal2", "pal3-gc16", "mixed"])
+@pytest.mark.parametrize("scheme", ["int8", "int4-g64-sym", "int4-g32-all", "pal2", "pal3-gc16", "pal4-b32", "mixed"])
 def test_every_scheme_round_trips_through_the_engine_loader(tmp_path: Path, scheme: str) -> None:
     """quantize -> folder -> ``load_model`` (what every engine command calls) -> greedy text, same as in memory."""
     from albumen.llm.generate import generate_tokens
