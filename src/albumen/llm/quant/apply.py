@@ -133,9 +133,15 @@ def set_kernel(model: nn.Module, kernel: str) -> None:
 
 @contextlib.contextmanager
 def reference_kernels(model: nn.Module) -> Iterator[None]:
-    """Within the block every quantized linear takes the plain-torch dequant path (tracing, export, checks)."""
+    """Within the block every quantized linear takes the plain-torch dequant path, and the engine's C++ decode ops
+    (fused norm, rope, attention: ``use_decode_kernels``) are switched off: tracing and export see torch ops only."""
+    from albumen.llm.model import use_decode_kernels
+
     mods = list(quantized_modules(model).values())
     saved = [m.reference for m in mods]
+    had_ops = any(m.__dict__.get("_decode_ops") is not None for m in model.modules())
+    if had_ops:
+        use_decode_kernels(model, kernels=False)
     for m in mods:
         m.reference = True
     try:
@@ -143,6 +149,8 @@ def reference_kernels(model: nn.Module) -> Iterator[None]:
     finally:
         for m, s in zip(mods, saved):
             m.reference = s
+        if had_ops:
+            use_decode_kernels(model, kernels=True)
 
 
 def model_bits_per_weight(model: nn.Module) -> float:
