@@ -303,6 +303,31 @@ def bench_model(name: str, dtypes: list[str], n: int, repeats: int, models_dir: 
     return rows, info
 
 
+def print_table(name: str, rows: list[Row], info: dict[str, Any], bandwidth: dict[int, float]) -> list[dict[str, Any]]:
+    """Print one model's rows with ratios and roofline; return them as JSON records."""
+    records: list[dict[str, Any]] = []
+    print(f"\n{name} (prompt {info['prompt_tokens']} tokens, GGUF {info['gguf']}, roofline at {_fmt_bw(bandwidth)})")
+    print(f"{'engine/threads':26s} {'dtype':6s} {'decode tok/s':>12s} {'TTFT ms':>8s} {'vs HF':>6s} "
+          f"{'roofline':>9s} {'of roofline':>11s}")
+    for row in rows:
+        threads = row.engine.split("/")[1]
+        hf_row = next((r for r in rows if r.engine == f"transformers/{threads}" and r.dtype == row.dtype), None)
+        ratio = row.median_tps / hf_row.median_tps if hf_row and hf_row.median_tps else float("nan")
+        bpt = info.get(f"bytes_per_token_{row.dtype}")
+        roof = bandwidth[int(threads.rstrip("t"))] * 1e9 / bpt if bpt else float("nan")
+        print(f"{row.engine:26s} {row.dtype:6s} {row.median_tps:12.1f} {row.median_ttft * 1000:8.0f} "
+              f"{ratio:6.2f} {roof:9.1f} {row.median_tps / roof if bpt else float('nan'):11.0%}")
+        records.append({"model": name, "engine": row.engine, "dtype": row.dtype,
+                        "decode_tokens_per_s": row.median_tps, "ttft_s": row.median_ttft,
+                        "vs_transformers": ratio, "roofline_tokens_per_s": roof,
+                        "bytes_per_token": bpt, "runs_tps": row.tps, "runs_ttft": row.ttft})
+    g = info["guided"]
+    print(f"guided JSON on this vocabulary ({g['vocab']} tokens): token index {g['index_build_s']:.2f} s once, "
+          f"mask {g['mask_ms_median']:.2f} ms per step (median), {g['mask_ms_max']:.1f} ms (max)", flush=True)
+    records.append({"model": name, "engine": "guided", **g})
+    return records
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--large", action="store_true", help="also Qwen2.5-1.5B (installs 1.1 GB of packages once)")
@@ -328,34 +353,17 @@ def main(argv: list[str] | None = None) -> None:
           f"{a.new_tokens} new tokens, median of {a.repeats}", flush=True)
     report: dict[str, Any] = {"bandwidth_gbs": bandwidth, "new_tokens": a.new_tokens, "results": []}
     for name in names:
-        rows, info = bench_model(name, dtypes, a.new_tokens, a.repeats, models_dir, not a.no_llama_cpp,
-                                 not a.no_transformers, thread_counts,
-                                 [m.strip() == "on" for m in a.kernels.split(",")], [False, True] if a.compile else [False])
-        # Re-measured next to each model; the roofline takes the highest figure seen, so fractions are conservative.
-        bandwidth = {t: max(bw, read_bandwidth_gbs(t)) for t, bw in bandwidth.items()}
-        print(f"\n{name} (prompt {info['prompt_tokens']} tokens, GGUF {info['gguf']}, roofline at {_fmt_bw(bandwidth)})")
-        print(f"{'engine/threads':26s} {'dtype':6s} {'decode tok/s':>12s} {'TTFT ms':>8s} {'vs HF':>6s} "
-              f"{'roofline':>9s} {'of roofline':>11s}")
-        for row in rows:
-            threads = row.engine.split("/")[1]
-            hf_row = next((r for r in rows if r.engine == f"transformers/{threads}" and r.dtype == row.dtype), None)
-            ratio = row.median_tps / hf_row.median_tps if hf_row and hf_row.median_tps else float("nan")
-            bpt = info.get(f"bytes_per_token_{row.dtype}")
-            roof = bandwidth[int(threads.rstrip("t"))] * 1e9 / bpt if bpt else float("nan")
-            print(f"{row.engine:26s} {row.dtype:6s} {row.median_tps:12.1f} {row.median_ttft * 1000:8.0f} "
-                  f"{ratio:6.2f} {roof:9.1f} {row.median_tps / roof if bpt else float('nan'):11.0%}")
-            report["results"].append({"model": name, "engine": row.engine, "dtype": row.dtype,
-                                      "decode_tokens_per_s": row.median_tps, "ttft_s": row.median_ttft,
-                                      "vs_transformers": ratio, "roofline_tokens_per_s": roof,
-                                      "bytes_per_token": bpt, "runs_tps": row.tps, "runs_ttft": row.ttft})
-        g = info["guided"]
-        print(f"guided JSON on this vocabulary ({g['vocab']} tokens): token index {g['index_build_s']:.2f} s once, "
-              f"mask {g['mask_ms_median']:.2f} ms per step (median), {g['mask_ms_max']:.1f} ms (max)")
-        report["results"].append({"model": name, "engine": "guided", **g})
-        sys.stdout.flush()
-    report["bandwidth_gbs"] = bandwidth
-    if a.json:
-        a.json.write_text(json.dumps(report, indent=1))
+        for i, dtype in enumerate(dtypes):  # one table per dtype, printed and saved as soon as it is measured
+            rows, info = bench_model(name, [dtype], a.new_tokens, a.repeats, models_dir, not a.no_llama_cpp and i == 0,
+                                     not a.no_transformers, thread_counts,
+                                     [m.strip() == "on" for m in a.kernels.split(",")],
+                                     [False, True] if a.compile else [False])
+            # Re-measured next to each model; the roofline takes the highest figure seen (conservative fractions).
+            bandwidth = {t: max(bw, read_bandwidth_gbs(t)) for t, bw in bandwidth.items()}
+            report["results"] += print_table(name, rows, info, bandwidth)
+            report["bandwidth_gbs"] = bandwidth
+            if a.json:
+                a.json.write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

@@ -172,3 +172,5 @@ def test_decode_kernels_equal_plain_and_follow_weight_edits(dtype: torch.dtype, 
     loss = fast(ids[:, :1]).float().logsumexp(-1).mean()  # one row with grad: plain path, differentiable
     loss.backward()
     assert fast.model.layers[0].mlp.up_proj.weight.grad is not None
+    assert fast.model.layers[0].self_attn.q_proj.weight.grad is not None  # through RoPE and attention
+    assert fast.model.norm.weight.grad is not None

@@ -307,12 +307,17 @@ class Attention(nn.Module):
         q = self.q_proj(x).view(bsz, seqlen, self.n_heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
         k = self.k_proj(x).view(bsz, seqlen, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, nkv, T, hd)
         v = self.v_proj(x).view(bsz, seqlen, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, nkv, T, hd)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        ops = self.__dict__.get("_decode_ops")  # set by use_decode_kernels: C++ ops, same results
+        if ops is not None and torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+            ops = None  # training (LoRA included): autograd needs the PyTorch ops
+        if ops is not None:
+            q, k = ops.rope(q, cos, sin), ops.rope(k, cos, sin)
+        else:
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if self.kv_cache is not None and input_pos is not None:
             k, v = self.kv_cache.update(input_pos, k, v)  # (B, nkv, S, hd)
             k, v = k[:, :, :kv_len], v[:, :, :kv_len]  # only positions that can be attended to
-            ops = self.__dict__.get("_decode_ops")  # set by use_decode_kernels
-            if ops is not None and seqlen == 1 and not (torch.is_grad_enabled() and q.requires_grad):
+            if ops is not None and seqlen == 1:
                 y = ops.decode_attention(q, k, v)  # (B, nh, 1, hd)
             else:
                 y = grouped_attention(q, k, v, mask)

@@ -48,3 +48,16 @@ def test_bad_input_is_a_clear_error() -> None:
         ops.decode_attention(torch.randn(1, 3, 1, 8), torch.randn(1, 2, 5, 8), torch.randn(1, 2, 5, 8))
     with pytest.raises(RuntimeError, match="weight must be"):
         ops.rms_norm(torch.randn(1, 8), torch.randn(7), 1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rope_equals_apply_rope(dtype: torch.dtype) -> None:
+    from albumen.llm.model import apply_rope, rope_cos_sin
+
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(1, 5, 3, 9 * 8, generator=gen).to(dtype).transpose(1, 2)  # (1, 3, 5, 72) non-contiguous
+    cos, sin = rope_cos_sin(torch.tensor([4, 9, 100, 101, 2000]), 72, 10000.0, dtype)  # (5, 72)
+    y = decode_ops_module().rope(x, cos, sin)
+    ref = apply_rope(x, cos, sin)
+    assert y.shape == ref.shape and y.is_contiguous()
+    torch.testing.assert_close(y, ref, rtol=1e-6 if dtype is torch.float32 else 0, atol=1e-6 if dtype is torch.float32 else 0)
