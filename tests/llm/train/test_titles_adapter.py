@@ -18,3 +18,10 @@ def test_resuming_on_changed_data_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="changed since the checkpoints"):
         _check_same_data(work, data)
 
+
+
+def test_training_time_adds_up_resumed_chunks():
+    from albumen.llm.train.titles_adapter import _train_seconds
+
+    chunks = [{"seconds": 10.0}, {"seconds": 20.0}, {"seconds": 5.0}, {"seconds": 15.0}]  # killed after 20 s, resumed
+    assert _train_seconds(chunks) == 35.0 and _train_seconds([]) == 0.0

@@ -70,6 +70,16 @@ def _check_same_data(work: Path, train_jsonl: Path) -> str:
     return digest
 
 
+def _train_seconds(history: Sequence[dict]) -> float:
+    """Training time over every chunk: each run's log restarts its clock, so add up the last time of each run."""
+    total, last = 0.0, 0.0
+    for h in history:
+        if h["seconds"] < last:  # a new chunk (resumed run) began
+            total += last
+        last = h["seconds"]
+    return round(total + last, 1)
+
+
 def train_titles(work: Path, minutes: float, config: SFTConfig = RECIPE) -> dict:
     """Train (or continue training) the titles adapter; copies it into the assets when training is complete."""
     import torch
@@ -100,9 +110,10 @@ def train_titles(work: Path, minutes: float, config: SFTConfig = RECIPE) -> dict
     total = res.history[-1]["total"] if res.history else 0
     done = bool(res.history) and res.steps >= total
     src = work if done else latest_checkpoint(work)  # out of time: export the last checkpoint, marked partial
+    evals = [h["eval_loss"] for h in res.history if "eval_loss" in h]
     summary = {"steps": res.steps, "total": total, "complete": done, "train_examples": len(rep.examples),
-               "skipped": len(rep.errors), "eval_loss": res.eval_loss, "seconds": round(res.seconds, 1),
-               "train_sha256": digest}
+               "skipped": len(rep.errors), "epochs": config.epochs, "eval_loss": evals[-1] if evals else None,
+               "seconds": _train_seconds(res.history), "train_sha256": digest}
     if src is not None:  # the repo copy in bf16: half the size (4.9 MB at r=8), loads into fp32 or bf16 models
         from albumen.llm.adapters.peft_format import read_adapter, write_adapter
 
