@@ -132,3 +132,15 @@ def test_fixed_zero_never_probes() -> None:
         ks.append(ctl.next_k())
         ctl.update(ks[-1], 0)
     assert ks == [0] * 20
+
+
+def test_a_new_sequence_starts_from_the_last_rate() -> None:
+    """After a sequence where nothing was accepted, the next one starts cautious (no speculative first steps); after a
+    good one it starts drafting."""
+    poor, good = StepCosts(7), StepCosts(7)
+    verify = lambda k: 0.010 + 0.0005 * k  # noqa: E731
+    _run(AdaptiveDraftLength(SpeculativeConfig(k=4), 0.0, FakeClock(), poor), 30, lambda k: 0, verify, 0.0005)
+    _run(AdaptiveDraftLength(SpeculativeConfig(k=4), 0.0, FakeClock(), good), 30, lambda k: k, verify, 0.0005)
+    assert poor.rate < 0.1 < 0.9 < good.rate
+    assert AdaptiveDraftLength(SpeculativeConfig(k=4), 0.0, FakeClock(), poor).next_k() == 0
+    assert AdaptiveDraftLength(SpeculativeConfig(k=4), 0.0, FakeClock(), good).next_k() >= 4

@@ -12,9 +12,10 @@ sizes not seen yet are interpolated linearly between measured sizes, or extrapol
 prior shape 1 + v k; D is k times an exponentially weighted mean draft time per drafted token. The first step of a
 controller with no measurements is a plain one (k = 0), so that speculation is always judged against a measured plain
 step (on a small model a block of 2 rows can cost 1.6x one row, far from the prior). The measured costs (``StepCosts``)
-outlive one sequence: the loop keeps them per drafter and target, and a new sequence starts at the best k for the prior
-rate. Before any measurement the prior relative costs are used (c: ``draft_cost`` or the drafter's own estimate,
-v: ``verify_cost``, both relative to one target step).
+outlive one sequence: the loop keeps them per drafter and target, together with the running acceptance rate, and a
+new sequence starts from that rate (as a prior worth ``prior_weight`` tokens) at the best k for it. Before any
+measurement the prior relative costs are used (c: ``draft_cost`` or the drafter's own estimate, v: ``verify_cost``,
+both relative to one target step).
 
 While at k = 0 the controller probes with k = 1 after ``probe_every`` steps; each rejected probe doubles the wait
 (8, 16, 32, ... up to ``probe_max``), so a useless drafter costs almost nothing.
@@ -77,6 +78,7 @@ class StepCosts:
     def __init__(self, k_max: int) -> None:
         self.verify_s: list[float | None] = [None] * (k_max + 1)  # per draft length k (a block of k + 1 rows)
         self.draft_tok_s: float | None = None  # seconds per drafted token, the drafter's bookkeeping included
+        self.rate: float | None = None  # the running acceptance rate where the last sequence left it
 
     def record(self, drafted: int, draft_s: float | None, verify_s: float | None, weight: float) -> None:
         if verify_s is not None and verify_s > 0 and drafted < len(self.verify_s):  # a coarse clock may read 0
@@ -93,14 +95,17 @@ class AdaptiveDraftLength:
         self.cfg = cfg
         self.clock = clock
         self.cost = cfg.draft_cost if cfg.draft_cost is not None else draft_cost
-        self.accepted = cfg.prior_rate * cfg.prior_weight
+        self.costs = costs if costs is not None and len(costs.verify_s) == cfg.k_max + 1 else StepCosts(cfg.k_max)
+        # The prior: the rate the last sequence with this drafter ended at, if any (a drafter that was useless on
+        # the last prompts starts cautious), else ``prior_rate``; worth ``prior_weight`` drafted tokens either way.
+        prior = self.costs.rate if self.costs.rate is not None else cfg.prior_rate
+        self.accepted = prior * cfg.prior_weight
         self.tried = cfg.prior_weight
         self.k = cfg.k
         self.probes = 0  # k = 1 probes made while at 0
         self._idle = 0
         self._wait = cfg.probe_every
         self._probing = False
-        self.costs = costs if costs is not None and len(costs.verify_s) == cfg.k_max + 1 else StepCosts(cfg.k_max)
         self._plain_first = cfg.adaptive and cfg.measure and self.costs.verify_s[0] is None
         if cfg.adaptive and cfg.measure and not self._plain_first:  # costs known: the best k at the prior rate
             self.k = self.best_k()
@@ -119,6 +124,8 @@ class AdaptiveDraftLength:
         examined = min(accepted + 1, drafted)  # tokens after the first rejection were never judged
         self.accepted = self.cfg.decay * self.accepted + accepted
         self.tried = self.cfg.decay * self.tried + examined
+        if self.cfg.measure:  # carried to the next sequence with the measured costs
+            self.costs.rate = self.rate
         if self.cfg.adaptive:
             self.k = self.best_k()
             if self.k > 0:
