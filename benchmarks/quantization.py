@@ -231,11 +231,23 @@ def load_results(a: argparse.Namespace, name: str) -> dict[str, Any]:
     return {"model": name, "rows": {}, "recovery": [], "quality": {}, "speed": {}}
 
 
-def save_results(a: argparse.Namespace, res: dict[str, Any]) -> None:
+QUALITY_KEYS = ("scheme", "bits", "file_mb", "quant_s", "load_s", "ppl", "kl", "kl_decode", "note")
+SPEED_KEYS = ("tps", "median_tps", "x_fp32", "mem_mb")
+
+
+def save_results(a: argparse.Namespace, res: dict[str, Any], keys: tuple[str, ...], top: tuple[str, ...]) -> None:
+    """Merge this phase's row fields ``keys`` and top-level entries ``top`` into the results file (re-read now, so
+    a quality run and a speed run of the same model can overlap without erasing each other's columns)."""
     a.out_dir.mkdir(parents=True, exist_ok=True)
     path = _cache_file(a, res["model"])
+    merged = load_results(a, res["model"])
+    for scheme, row in res["rows"].items():
+        target = merged["rows"].setdefault(scheme, {})
+        target.update({k: row[k] for k in keys if k in row and not (row[k] == "" and target.get(k))})
+    for key in top:
+        merged[key] = res[key]
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(res, indent=1))
+    tmp.write_text(json.dumps(merged, indent=1))
     tmp.replace(path)
 
 
@@ -275,8 +287,8 @@ def quality_phase(name: str, schemes: list[str], a: argparse.Namespace) -> dict[
                                                                     a.range_search, a.mixed)
         row.ppl, row.kl = perplexity_and_kl(model, held, refs)
         row.kl_decode = kl_of(ref_dec, decode_logits(model, dec_window))
-        res["rows"][scheme] = {**old, **{k: v for k, v in asdict(row).items() if k not in ("tps", "mem_mb")}}
-        save_results(a, res)
+        res["rows"][scheme] = {**old, **asdict(row)}
+        save_results(a, res, QUALITY_KEYS, ("quality",))
         print(f"  {scheme:15s} bits {row.bits:5.2f}  ppl {row.ppl:8.3f}  KL {row.kl:.4f}  KL dec {row.kl_decode:.4f}"
               f"  ({time.perf_counter() - t:.0f} s) {row.note}", file=sys.stderr, flush=True)
         del model
@@ -285,7 +297,7 @@ def quality_phase(name: str, schemes: list[str], a: argparse.Namespace) -> dict[
         if s and s in res["rows"] and (s not in done or a.force):
             res["recovery"] = [c for c in res["recovery"] if c["scheme"] != s]
             res["recovery"].append(recover_rows(s, work, fp32, train, held, refs, a.recover_steps))
-            save_results(a, res)
+            save_results(a, res, (), ("recovery",))
     return res
 
 
@@ -326,7 +338,7 @@ def speed_phase(name: str, schemes: list[str], a: argparse.Namespace) -> dict[st
             row["mem_mb"] = model_bytes(models[s]) / 1e6
     res["speed"] = {"threads": a.threads, "new_tokens": a.new_tokens, "repeats": a.repeats,
                     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3}
-    save_results(a, res)
+    save_results(a, res, SPEED_KEYS + ("scheme", "note"), ("speed",))  # note: llama.cpp's file name
     return res
 
 
@@ -399,7 +411,6 @@ def kernel_table(shapes: tuple[tuple[int, int], ...] = ((8960, 1536), (1536, 896
             cands["own q8 VNNI (int8 act/32)"] = (1, lambda i: quant_gemv.q8_linear(x, o8[i]))
             cands["own q4 VNNI g32 asym"] = (0.625, lambda i: quant_gemv.q4_linear(x, o4[i]))
             cands["own 4-bit LUT g32 (pal4-b32)"] = (0.625, lambda i: quant_gemv.q4_linear(x, ol[i]))
-        del ws
         times: dict[str, list[float]] = {c: [] for c in cands}
         for _ in range(repeats):  # interleaved: contention hits every kernel alike
             for name, (_, fn) in cands.items():
