@@ -174,3 +174,38 @@ def test_decode_kernels_equal_plain_and_follow_weight_edits(dtype: torch.dtype, 
     assert fast.model.layers[0].mlp.up_proj.weight.grad is not None
     assert fast.model.layers[0].self_attn.q_proj.weight.grad is not None  # through RoPE and attention
     assert fast.model.norm.weight.grad is not None
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_fused_decode_layer_equals_module_path(dtype: torch.dtype, arch: str) -> None:
+    """One C++ call per layer for a single token == the same kernels called module by module; a hook or a swapped
+    projection (LoRA, quantization) sends the layer back to the module path."""
+    from albumen.llm.kernels.decode_ops import decode_ops_module
+
+    if decode_ops_module() is None:
+        pytest.skip("decode ops not built")
+    model = tiny_model(dtype=dtype, arch=arch)
+    ids = torch.randint(0, 260, (1, 9), generator=torch.Generator().manual_seed(1))
+    calls: list[int] = []
+
+    def run() -> torch.Tensor:
+        with torch.inference_mode():
+            model.setup_caches(1, 16)
+            steps = [model(ids[:, :4], torch.arange(4))] + [model(ids[:, t:t + 1], torch.tensor([t])) for t in range(4, 9)]
+        return torch.cat(steps, 1)
+
+    fused = run()
+    assert calls == []
+    handles = [layer.mlp.register_forward_hook(lambda *_: calls.append(1)) for layer in model.model.layers]
+    modules = run()  # the hook must see every MLP call: the fused path steps aside
+    assert len(calls) == 2 * (1 + 5)
+    for h in handles:
+        h.remove()
+    torch.testing.assert_close(fused, modules, rtol=0, atol=0)
+    layer, x = model.model.layers[0], torch.zeros(1, 1, 64, dtype=dtype)
+    cos, sin = model._rope[0][:1], model._rope[1][:1]  # (1, hd) at position 0
+    with torch.inference_mode():
+        assert layer._fused_step(decode_ops_module(), x, cos, sin, 0) is not None
+        layer.mlp.up_proj = type("Swapped", (torch.nn.Linear,), {})(64, layer.mlp.up_proj.out_features, bias=False)
+        assert layer._fused_step(decode_ops_module(), x, cos, sin, 0) is None

@@ -267,7 +267,7 @@ def use_decode_kernels(model: nn.Module, kernels: bool | None = None) -> int:
     ops = decode_ops_module() if use_kernel else None
     count = 0
     for module in model.modules():
-        if isinstance(module, (RMSNorm, Attention)):
+        if isinstance(module, (RMSNorm, Attention, DecoderLayer)):
             module.__dict__["_decode_ops"] = ops
         if type(module) is not nn.Linear:
             continue
@@ -348,8 +348,33 @@ class DecoderLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, input_pos: torch.Tensor | None,
                 mask: torch.Tensor | None, kv_len: int) -> torch.Tensor:
+        ops = self.__dict__.get("_decode_ops")  # set by use_decode_kernels
+        if ops is not None and x.shape[1] == 1 and input_pos is not None and not torch.is_grad_enabled():
+            y = self._fused_step(ops, x, cos, sin, kv_len - 1)
+            if y is not None:
+                return y
         h = x + self.self_attn(self.input_layernorm(x), cos, sin, input_pos, mask, kv_len)
         return h + self.mlp(self.post_attention_layernorm(h))
+
+    def _fused_step(self, ops: Any, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, pos: int
+                    ) -> torch.Tensor | None:
+        """The whole layer for one new token in one C++ call (same ops, same order), or None to take the module path.
+
+        Only while every part is the plain module this class built (no LoRA or quantized swap, no hooks): those must
+        run as modules. A small model spends more time in ~25 Python module calls per layer than in its arithmetic.
+        """
+        attn, mlp = self.self_attn, self.mlp
+        parts = (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj)
+        if attn.kv_cache is None or any(type(p) is not nn.Linear for p in parts):
+            return None
+        if any(m._forward_hooks or m._forward_pre_hooks for m in (self.input_layernorm, self.post_attention_layernorm,
+                                                                  attn, mlp, *parts)):
+            return None
+        return ops.decode_layer(
+            x, self.input_layernorm.weight, self.post_attention_layernorm.weight, self.input_layernorm.eps,
+            attn.q_proj.weight, attn.q_proj.bias, attn.k_proj.weight, attn.k_proj.bias, attn.v_proj.weight,
+            attn.v_proj.bias, attn.o_proj.weight, mlp.gate_proj.weight, mlp.up_proj.weight, mlp.down_proj.weight,
+            cos, sin, attn.kv_cache.k_cache, attn.kv_cache.v_cache, pos, attn.n_heads, attn.n_kv_heads)
 
 
 class DecoderStack(nn.Module):

@@ -74,7 +74,8 @@ def _source_hash(sources: Sequence[Path], cflags: Sequence[str]) -> str:
 
 
 def load_extension(
-    name: str, sources: Sequence[str | Path], extra_cflags: Sequence[str] = (), verbose: bool = False
+    name: str, sources: Sequence[str | Path], extra_cflags: Sequence[str] = (), verbose: bool = False,
+    depends: Sequence[str | Path] = (),
 ) -> ModuleType | None:
     """Compile (once) and import a C++ torch extension; ``None`` (one warning) if disabled or the build fails.
 
@@ -83,20 +84,23 @@ def load_extension(
             ``TORCH_EXTENSION_NAME`` in ``PYBIND11_MODULE`` (or register ops with ``TORCH_LIBRARY``).
         sources: ``.cpp`` files (absolute, or relative to the current directory).
         extra_cflags: appended to ``BASE_CFLAGS``.
+        depends: headers the sources include: hashed (an edit recompiles), not compiled.
     """
     if not kernels_enabled():
         return None
     paths = tuple(Path(s).resolve() for s in sources)
-    return _load(name, paths, tuple(BASE_CFLAGS) + tuple(extra_cflags), verbose)
+    headers = tuple(Path(s).resolve() for s in depends)
+    return _load(name, paths, headers, tuple(BASE_CFLAGS) + tuple(extra_cflags), verbose)
 
 
 @functools.lru_cache(maxsize=None)
-def _load(name: str, sources: tuple[Path, ...], cflags: tuple[str, ...], verbose: bool) -> ModuleType | None:
+def _load(name: str, sources: tuple[Path, ...], headers: tuple[Path, ...], cflags: tuple[str, ...],
+          verbose: bool) -> ModuleType | None:
     # lru_cache: one build/import per process and source set, and so at most one warning per failing kernel.
     try:
         from torch.utils import cpp_extension
 
-        digest = _source_hash(sources, cflags)
+        digest = _source_hash(sources + headers, cflags)
         build_dir = build_root() / f"{name}-{digest}"
         build_dir.mkdir(parents=True, exist_ok=True)
         return cpp_extension.load(

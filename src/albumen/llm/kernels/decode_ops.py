@@ -20,4 +20,4 @@ _SOURCE = Path(__file__).resolve().with_name("csrc") / "decode_ops.cpp"
 
 def decode_ops_module() -> ModuleType | None:
     """The compiled module (``rms_norm(x, w, eps)``, ``decode_attention(q, k, v)``), or None."""
-    return load_extension("albumen_decode_ops", [_SOURCE])
+    return load_extension("albumen_decode_ops", [_SOURCE], depends=[_SOURCE.with_name("dense_kernels.h")])
