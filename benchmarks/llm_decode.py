@@ -6,9 +6,10 @@
 One run, one machine, the same prompt (the chat-templated ``BENCH_TEXT``), batch 1, greedy, ``--new-tokens`` new
 tokens with EOS ignored. Per model (SmolLM2-135M; with ``--large`` also Qwen2.5-1.5B) and dtype:
 
-- albumen: ``generate_tokens`` on the engine's model loaded from the converted cache, with the dense kernel
-  (``albumen/``) and without it (``albumen-nokern/``: oneDNN, bf16 pre-packed), and with ``--compile`` also with the
-  MLP and norms of each layer ``torch.compile``'d (``albumen-compile/``);
+- albumen: ``generate_tokens`` on the engine's model loaded from the converted cache, with the C++ kernels
+  (``albumen/``: dense kernel, fused decode ops, one call per layer) and without them (``albumen-nokern/``: oneDNN,
+  bf16 pre-packed), and with ``--compile`` also with the MLP and norms of each layer ``torch.compile``'d and the layer
+  run module by module (``albumen-compile/``);
 - transformers: ``AutoModelForCausalLM`` built from the same config and assigned *the same tensors* (no copy, so the
   weights and dtype are identical and memory is not doubled), ``generate(do_sample=False, min_new_tokens=N)``;
   time to first token is a separate ``max_new_tokens=1`` call;
@@ -104,7 +105,7 @@ def albumen_run(model: Transformer, ids: list[int], n: int, kernels: bool = True
     """Our engine with the dense kernel on or off (``use_decode_kernels``), optionally with compiled layer parts."""
 
     def run() -> tuple[float, float]:
-        use_decode_kernels(model, kernels=kernels)
+        use_decode_kernels(model, kernels=kernels, fuse_layers=not compiled)  # fused layers would bypass the parts
         if compiled:
             compile_layer_parts(model)
         try:

@@ -253,22 +253,25 @@ def _decode_linear_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     return F.linear(x, w, self.bias)
 
 
-def use_decode_kernels(model: nn.Module, kernels: bool | None = None) -> int:
+def use_decode_kernels(model: nn.Module, kernels: bool | None = None, fuse_layers: bool = True) -> int:
     """Route every plain ``nn.Linear`` of ``model`` through ``_decode_linear_forward``; returns how many.
 
     The modules stay ``nn.Linear`` with the same parameters and keys (quantization and LoRA still find and swap
     them); only the instance's ``forward`` changes. ``kernels`` (default: unless ``ALBUMEN_KERNELS=0``) chooses the
     C++ kernels: the dense kernel for the linears, and fused RMSNorm and single-query attention
     (``albumen.llm.kernels.decode_ops``); without them, bf16 rows go to the pre-packed oneDNN copy and norms and
-    attention stay in PyTorch. Calling again switches the choice.
+    attention stay in PyTorch. With ``fuse_layers`` a decoder layer decoding one token runs as one C++ call
+    (``DecoderLayer._fused_step``). Calling again switches the choice.
     """
     use_kernel = kernels_enabled() if kernels is None else kernels
     kernel = dense_module() if use_kernel else None
     ops = decode_ops_module() if use_kernel else None
     count = 0
     for module in model.modules():
-        if isinstance(module, (RMSNorm, Attention, DecoderLayer)):
+        if isinstance(module, (RMSNorm, Attention)):
             module.__dict__["_decode_ops"] = ops
+        elif isinstance(module, DecoderLayer):
+            module.__dict__["_decode_ops"] = ops if fuse_layers else None
         if type(module) is not nn.Linear:
             continue
         if "forward" not in module.__dict__:
