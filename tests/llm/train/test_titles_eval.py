@@ -62,8 +62,8 @@ def test_report_command_end_to_end_on_a_tiny_model(tmp_path):
     folder = save_tiny_folder(tmp_path / "tiny")
     model = tiny_model()
     reg = AdapterRegistry(model)
+    torch.manual_seed(0)  # LoRA A's init
     reg.add("titles", AdapterConfig(r=2, alpha=4, target_modules=("q_proj", "v_proj")))
-    torch.manual_seed(0)
     for n, p in model.named_parameters():
         if "lora_B" in n:
             torch.nn.init.normal_(p, std=0.5)
@@ -73,13 +73,13 @@ def test_report_command_end_to_end_on_a_tiny_model(tmp_path):
     held.write_text("".join(json.dumps({"facts": f.to_json(), "teacher": _reply(f"{f.kind} in {f.places[0].city}",
                                                                                  "x")}) + "\n" for f in facts))
     report = main(["--model", str(folder), "--adapter", str(tmp_path / "adapter"), "--heldout", str(held),
-                   "--examples", "2", "--out", str(tmp_path / "r.json"), "--markdown", str(tmp_path / "r.md")])
+                   "--examples", "2", "--dtype", "float32", "--out", str(tmp_path / "r.json"),
+                   "--markdown", str(tmp_path / "r.md")])
     assert report["heldout_ids"] == [f.id for f in facts]
     assert report["teacher"]["valid_json"] == 1.0 and report["teacher"]["hallucinated"] == 0.0
     for key in ("base", "base_prefixed", "adapter_scores"):
         assert report[key]["n"] == 3
     assert all(ex["base_prefixed"].startswith('{"title": "') for ex in report["examples"])
-    assert report["examples"][0]["base"] != report["examples"][0]["adapter"]  # the adapter is active for its row
     assert json.loads((tmp_path / "r.json").read_text())["heldout"] == 3
     md = (tmp_path / "r.md").read_text()
     assert md.count("\n| ") == 4 and "SmolLM2-135M + titles adapter" in md and md.count("  - teacher: ") == 2

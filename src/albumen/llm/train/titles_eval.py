@@ -192,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--heldout", type=Path, default=assets_dir() / "heldout.jsonl")
     p.add_argument("--limit", type=int, default=200)
     p.add_argument("--examples", type=int, default=6)
+    p.add_argument("--dtype", choices=["bfloat16", "float32"], default="bfloat16",
+                   help="student weights (bf16: the base the adapter was trained on; ~2x faster decoding here)")
     p.add_argument("--out", type=Path, default=None, help="write the report JSON here")
     p.add_argument("--markdown", type=Path, default=None, help="write the tables and examples as Markdown here")
     a = p.parse_args(argv)
@@ -201,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     facts, teacher = _load_heldout(a.heldout, a.limit)
     if not facts:
         raise SystemExit(f"{a.heldout}: no held-out examples; build the dataset first")
-    model, tok = load_model(a.model, dtype=torch.float32)
+    model, tok = load_model(a.model, dtype=getattr(torch, a.dtype))
     reg = AdapterRegistry(model)
     reg.load("titles", a.adapter)
     t0 = time.perf_counter()
@@ -214,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             raws[name] = generate_replies(model, tok, facts, reply_prefix=prefix)
     seconds = time.perf_counter() - t0
     report: dict[str, Any] = {
-        "heldout": len(facts), "heldout_ids": [f.id for f in facts], "model": a.model, "adapter": str(a.adapter),
+        "heldout": len(facts), "heldout_ids": [f.id for f in facts], "model": a.model, "dtype": a.dtype, "adapter": str(a.adapter),
         "generation_s": round(seconds, 1),
         "teacher": evaluate_replies(facts, teacher).to_json(),
         "base": evaluate_replies(facts, raws["base"], teacher).to_json(),
