@@ -166,3 +166,16 @@ def test_int8pack_takes_weights_at_any_address() -> None:
     assert packed is not None
     x = torch.randn(1, 128)
     torch.testing.assert_close(kernels.int8_linear(x, packed), x @ (q.float() * 0.01).t(), atol=0.05, rtol=0.02)
+
+
+def test_int8_takes_the_vnni_kernel_only_where_chunks_are_not_mostly_padding() -> None:
+    from albumen.llm.kernels.quant_gemv import quant_gemv_available
+
+    if not quant_gemv_available():
+        pytest.skip("needs the AVX-512 VNNI build")
+    wide = Int8Linear.from_float(_linear(32, 512), parse_scheme("int8"))  # 16 groups of 32: one full chunk
+    narrow = Int8Linear.from_float(_linear(32, 576), parse_scheme("int8"))  # 18 groups: a second chunk of 2
+    assert wide.kernel_name() == "vnni" and narrow.kernel_name() == "int8pack"
+    x = torch.randn(3, 512)
+    with torch.no_grad():
+        assert float((wide(x) - nn.functional.linear(x, wide.dequantize(), wide.bias)).abs().max()) < 0.02

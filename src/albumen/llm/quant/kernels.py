@@ -129,7 +129,9 @@ def pack_int8(q: Tensor, scale: Tensor, kernel: str = "fbgemm") -> Int8Packed | 
     if kernel == "vnni":
         from albumen.llm.kernels import quant_gemv
 
-        if not quant_gemv.quant_gemv_available() or q.shape[1] % 32:
+        groups = q.shape[1] // 32
+        if not quant_gemv.quant_gemv_available() or q.shape[1] % 32 or -(-groups // 16) * 16 > 1.25 * groups:
+            # the kernel computes whole chunks of 16 groups: on 576-wide rows (18 groups) it would do 32
             return None
         rest = pack_int8(q, scale, "int8pack")  # for inputs of more than 8 rows
         return Int8Packed("vnni", (quant_gemv.pack_q8(q, scale), rest), q.shape[0],
