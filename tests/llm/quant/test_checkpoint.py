@@ -14,7 +14,8 @@ from albumen.llm.testing import tiny_model
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
-@pytest.mark.parametrize("scheme", ["int8", "int4-g32", "int4-g64-sym", "pal3-gc16", "pal4", "pal4-b32", "int4-g32-all", "none"])
+@pytest.mark.parametrize("scheme", ["int8", "int4-g32", "int4-g64-sym", "pal3-gc16", "pal4", "pal4-b32", "int4-g32-all",
+                                    "none"])
 def test_round_trip_is_exact(tmp_path: Path, arch: str, scheme: str) -> None:
     model = tiny_model(arch=arch)
     cfg = QuantConfig.from_scheme(scheme)

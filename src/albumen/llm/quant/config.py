@@ -78,7 +78,8 @@ _PAL = re.compile(r"^pal(\d)(?:-gc(\d+)|-b(\d+)(-sym|-asym)?)?$")
 
 
 def parse_scheme(name: str) -> LayerScheme:
-    """``"int8"``, ``"int4-g32"`` (asymmetric), ``"int4-g64-sym"``, ``"pal4"`` (per tensor), ``"pal3-gc16"`` (per 16 channels),
+    """``"int8"``, ``"int4-g32"`` (asymmetric), ``"int4-g64-sym"``, ``"pal4"`` (per tensor), ``"pal3-gc16"``
+    (per 16 channels), ``"pal4-b32"`` (LUT + block scales),
     ``"none"`` -> a ``LayerScheme``; anything else is a ``ValueError`` listing what is accepted."""
     text = name.strip().lower()
     if text in ("none", "fp32", "float"):
@@ -98,7 +99,8 @@ def parse_scheme(name: str) -> LayerScheme:
                                channel_group=int(m.group(2)))
         return LayerScheme(kind="palette", bits=int(m.group(1)), granularity="tensor")
     raise ValueError(
-        f"unknown scheme {name!r}; expected one of: none, int8, int4-g{{32,64,128}}[-sym|-asym], pal{{2,3,4}}[-gcN|-bN[-sym]], "
+        f"unknown scheme {name!r}; expected one of: none, int8, int4-g{{32,64,128}}[-sym|-asym], "
+        f"pal{{2,3,4}}[-gcN|-bN[-sym]], "
         f"or a preset: {', '.join(sorted(PRESETS))}"
     )
 

@@ -316,7 +316,8 @@ class BlockPalettizedLinear(QuantizedLinear):
         if in_features % scheme.group_size:
             raise ValueError(f"in_features {in_features} is not a multiple of palette block {scheme.group_size}")
         groups = in_features // scheme.group_size
-        self.register_buffer("qindex", torch.zeros(out_features, (in_features * scheme.bits + 7) // 8, dtype=torch.uint8))
+        row_bytes = (in_features * scheme.bits + 7) // 8
+        self.register_buffer("qindex", torch.zeros(out_features, row_bytes, dtype=torch.uint8))
         self.register_buffer("lut", torch.zeros(1, 2**scheme.bits, dtype=torch.int8))
         self.register_buffer("scale", torch.ones(out_features, groups, dtype=torch.bfloat16))
         zero = None if scheme.symmetric else torch.zeros(out_features, groups, dtype=torch.bfloat16)
