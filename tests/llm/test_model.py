@@ -209,3 +209,23 @@ def test_fused_decode_layer_equals_module_path(dtype: torch.dtype, arch: str) ->
         assert layer._fused_step(decode_ops_module(), x, cos, sin, 0) is not None
         layer.mlp.up_proj = type("Swapped", (torch.nn.Linear,), {})(64, layer.mlp.up_proj.out_features, bias=False)
         assert layer._fused_step(decode_ops_module(), x, cos, sin, 0) is None
+
+
+def test_large_bf16_linears_take_the_packed_path():
+    """bf16 weights from PACKED_BF16_MIN_NUMEL up are routed to oneDNN's packed copy (measured faster from DRAM);
+    small ones keep the dense kernel; the product is still right."""
+    from albumen.llm.kernels.dense import dense_module
+    from albumen.llm.model import PACKED_BF16_MIN_NUMEL, _mkldnn_packing_available, use_decode_kernels
+
+    if dense_module() is None or not _mkldnn_packing_available():
+        pytest.skip("needs the dense kernel and oneDNN packing")
+    side = int(PACKED_BF16_MIN_NUMEL ** 0.5) + 1
+    torch.manual_seed(0)
+    big = torch.nn.Linear(side, side, bias=False).to(torch.bfloat16)
+    small = torch.nn.Linear(side, 64, bias=False).to(torch.bfloat16)
+    net = torch.nn.Sequential(big, small)
+    assert use_decode_kernels(net, kernels=True) == 2
+    assert big.__dict__["_dense_kernel"] is None and small.__dict__["_dense_kernel"] is not None
+    x = torch.randn(1, side, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        torch.testing.assert_close(big(x).float(), (x.float() @ big.weight.float().T), rtol=2e-2, atol=2e-2)

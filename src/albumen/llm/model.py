@@ -253,6 +253,14 @@ def _decode_linear_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     return F.linear(x, w, self.bias)
 
 
+# bf16 weights with at least this many elements and rows of at least PACKED_BF16_MIN_IN stay on oneDNN's pre-packed
+# path even with the kernels on. `benchmarks/llm_packed_ab.py` (docs/llm.md): Qwen2.5-1.5B bf16 decodes 1.08x faster
+# with its 8960x1536 / 1536x8960 MLP and 151936x1536 head packed, while SmolLM2-135M decodes 0.94x with its
+# 49152x576 head packed (short rows suit the dense kernel), so SmolLM2 keeps the kernel everywhere.
+PACKED_BF16_MIN_NUMEL = 4 * 1024 * 1024
+PACKED_BF16_MIN_IN = 1024
+
+
 def use_decode_kernels(model: nn.Module, kernels: bool | None = None, fuse_layers: bool = True) -> int:
     """Route every plain ``nn.Linear`` of ``model`` through ``_decode_linear_forward``; returns how many.
 
@@ -278,7 +286,10 @@ def use_decode_kernels(model: nn.Module, kernels: bool | None = None, fuse_layer
             module.forward = types.MethodType(_decode_linear_forward, module)
         elif getattr(module.forward, "__func__", None) is not _decode_linear_forward:
             continue  # someone else's forward: leave it alone
-        module.__dict__["_dense_kernel"] = kernel  # with the kernel, no packed copy is ever made
+        packed = (kernel is not None and module.weight.dtype is torch.bfloat16
+                  and module.weight.numel() >= PACKED_BF16_MIN_NUMEL and module.in_features >= PACKED_BF16_MIN_IN
+                  and _mkldnn_packing_available())
+        module.__dict__["_dense_kernel"] = None if packed else kernel  # with the kernel, no packed copy is made
         count += 1
     return count
 
@@ -368,8 +379,9 @@ class DecoderLayer(nn.Module):
         """
         attn, mlp = self.self_attn, self.mlp
         parts = (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj)
-        if attn.kv_cache is None or any(type(p) is not nn.Linear for p in parts):
-            return None
+        if attn.kv_cache is None or any(type(p) is not nn.Linear or p.__dict__.get("_dense_kernel") is None
+                                        for p in parts):
+            return None  # a swapped module, or a linear routed to the packed oneDNN path
         if any(m._forward_hooks or m._forward_pre_hooks for m in (self.input_layernorm, self.post_attention_layernorm,
                                                                   attn, mlp, *parts)):
             return None
