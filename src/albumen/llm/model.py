@@ -254,9 +254,9 @@ def _decode_linear_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
 
 
 # bf16 weights with at least this many elements and rows of at least PACKED_BF16_MIN_IN stay on oneDNN's pre-packed
-# path even with the kernels on. `benchmarks/llm_packed_ab.py` (docs/llm.md): Qwen2.5-1.5B bf16 decodes 1.08x faster
-# with its 8960x1536 / 1536x8960 MLP and 151936x1536 head packed, while SmolLM2-135M decodes 0.94x with its
-# 49152x576 head packed (short rows suit the dense kernel), so SmolLM2 keeps the kernel everywhere.
+# path even with the kernels on. `benchmarks/llm_packed_ab.py` (docs/llm.md): Qwen2.5-1.5B bf16 decodes 1.02x (quiet
+# machine) to 1.08x (loaded) faster with its MLP and 151936x1536 head packed; SmolLM2 decodes 0.94x with its 49152x576
+# head packed (short rows suit the dense kernel), so SmolLM2 keeps the kernel everywhere.
 PACKED_BF16_MIN_NUMEL = 4 * 1024 * 1024
 PACKED_BF16_MIN_IN = 1024
 
