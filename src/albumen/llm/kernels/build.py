@@ -18,6 +18,8 @@ import functools
 import hashlib
 import os
 import platform
+import shutil
+import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -93,6 +95,15 @@ def load_extension(
     return _load(name, paths, headers, tuple(BASE_CFLAGS) + tuple(extra_cflags), verbose)
 
 
+def _put_venv_ninja_on_path() -> None:
+    """torch runs ``ninja`` from PATH; the pinned ``ninja`` wheel puts it beside this interpreter, which is not on
+    PATH when the venv's python is called directly (``make``, CI)."""
+    here = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    if shutil.which("ninja") is None and (Path(here) / "ninja").exists() and here not in path.split(os.pathsep):
+        os.environ["PATH"] = here + os.pathsep + path
+
+
 @functools.lru_cache(maxsize=None)
 def _load(name: str, sources: tuple[Path, ...], headers: tuple[Path, ...], cflags: tuple[str, ...],
           verbose: bool) -> ModuleType | None:
@@ -100,6 +111,7 @@ def _load(name: str, sources: tuple[Path, ...], headers: tuple[Path, ...], cflag
     try:
         from torch.utils import cpp_extension
 
+        _put_venv_ninja_on_path()
         digest = _source_hash(sources + headers, cflags)
         build_dir = build_root() / f"{name}-{digest}"
         build_dir.mkdir(parents=True, exist_ok=True)
