@@ -66,13 +66,13 @@ bench-vector: install
 	$(PY) benchmarks/vector_search.py
 bench-portrait: install
 	$(PY) benchmarks/portrait_eval.py --repeats 5
-bench-llm: install
+bench-llm: kernels
 	$(PY) benchmarks/llm_decode.py --repeats 3
-bench-quant: install
+bench-quant: kernels
 	$(PY) benchmarks/quantization.py
-bench-speculative: install
+bench-speculative: kernels
 	$(PY) benchmarks/speculative.py
-bench-lora: install
+bench-lora: kernels
 	$(PY) benchmarks/lora_train.py
 
 # The memory-titles adapter: teacher targets (Qwen2.5-1.5B, resumable), LoRA training on SmolLM2-135M, held-out report.
