@@ -377,6 +377,9 @@ class DecoderLayer(nn.Module):
         Only while every part is the plain module this class built (no LoRA or quantized swap, no hooks): those must
         run as modules. A small model spends more time in ~25 Python module calls per layer than in its arithmetic.
         """
+        quant_step = self.__dict__.get("_quant_step")  # albumen.llm.quant.fused: the same step on int4 weights
+        if quant_step is not None:
+            return quant_step(ops, x, cos, sin, pos)
         attn, mlp = self.self_attn, self.mlp
         parts = (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj)
         if attn.kv_cache is None or any(type(p) is not nn.Linear or p.__dict__.get("_dense_kernel") is None

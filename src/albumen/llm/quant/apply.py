@@ -18,6 +18,7 @@ from torch import nn
 
 from albumen.llm.quant.config import LayerScheme, QuantConfig
 from albumen.llm.quant.embedding import QuantizedEmbedding
+from albumen.llm.quant.fused import enable_fused_decode
 from albumen.llm.quant.linear import QuantizedLinear, quantized_linear_class
 
 __all__ = [
@@ -116,6 +117,7 @@ def quantize_model(model: nn.Module, config: QuantConfig) -> QuantResult:
         scheme = _fitting(config.embedding, name, emb.num_embeddings, emb.embedding_dim, result)
         _set_module(model, name, QuantizedEmbedding.from_float(emb, scheme))
         result.schemes[name] = scheme
+    enable_fused_decode(model)  # int4 decoder layers: one fused decode step each (quant/fused.py)
     return result
 
 

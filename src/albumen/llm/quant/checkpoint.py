@@ -23,6 +23,7 @@ from torch import nn
 from albumen.llm.quant.apply import quantized_modules
 from albumen.llm.quant.config import LayerScheme, QuantConfig
 from albumen.llm.quant.embedding import QuantizedEmbedding
+from albumen.llm.quant.fused import enable_fused_decode
 from albumen.llm.quant.linear import QuantizedLinear, quantized_linear_class
 
 __all__ = [
@@ -161,6 +162,7 @@ def load_quantized_into(skeleton: nn.Module, folder: str | Path, dtype: torch.dt
     leftover = [n for n, t in list(skeleton.named_parameters()) + list(skeleton.named_buffers()) if t.is_meta]
     if leftover:
         raise ValueError(f"{folder}: tensors left unloaded: {leftover[:5]}")
+    enable_fused_decode(skeleton)  # int4 decoder layers: one fused decode step each (quant/fused.py)
     return skeleton.eval()
 
 

@@ -1,0 +1,187 @@
+"""One decode step of a decoder layer whose projections are all int4 (``Int4Linear``), in as few calls as possible.
+
+Per layer and token the module path makes 7 int4 products, each wrapped in ``QuantizedLinear.forward`` with its
+casts, plus the norms, RoPE and attention as separate modules: ~25 Python module calls and ~80 ATen ops, which on
+SmolLM2 cost more than the products. Here q/k/v are one product and gate/up another, on weights concatenated
+along the output rows at first use; the norms, RoPE and single-query attention are the engine's C++ decode ops
+(``kernels/decode_ops``); the products call ``_weight_int4pack_mm_for_cpu`` directly. Same ops, same order, same
+dtypes as the module path: the logits are equal (tests check it bit for bit).
+
+Memory: the int4pack layout is blocked by 64 output rows, so a row slice of the concatenated layout *is* the
+layout of each part. The modules' own kernel layouts become those slices (their scales copied, ~1/64 of the
+codes), so prompts (module path) and decode (fused path) share one copy.
+
+The engine calls ``layer._quant_step(ops, x, cos, sin, pos)`` (see ``DecoderLayer._fused_step`` in model.py) where
+``enable_fused_decode`` installed it; it returns None whenever the layer is not as it was when fused (a module
+swapped, e.g. by LoRA; a hook; new weights; another kernel chosen), and the module path runs.
+This module knows the engine's decoder layer and int4 layouts; it knows nothing about files or generation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from albumen.llm.model import DecoderLayer
+from albumen.llm.quant import kernels
+from albumen.llm.quant.linear import Int4Linear
+
+__all__ = ["FusedInt4Layer", "disable_fused_decode", "enable_fused_decode", "fuse_int4"]
+
+_ROW_BLOCK = 64  # int4pack's CPU layout interleaves rows in blocks of 64: slices must start on a block
+
+
+def fuse_int4(parts: list[Int4Linear]) -> tuple[kernels.Int4Packed, Tensor | None] | None:
+    """Pack ``parts`` (same in_features and group) as one weight of concatenated rows; point each part's kernel
+    layout at its slice. Returns (packed, concatenated bias or None), or None when they cannot share one layout."""
+    first = parts[0]
+    g = first.scheme.group_size
+    offsets = [0]
+    for p in parts:
+        offsets.append(offsets[-1] + p.out_features)
+    if any(p.in_features != first.in_features or p.scheme.group_size != g for p in parts) or any(
+            o % _ROW_BLOCK for o in offsets[:-1]):
+        return None
+    codes = torch.cat([p.codes() for p in parts])  # (N, K) uint8
+    scale = torch.cat([p.scale for p in parts]).float()  # (N, G)
+    zero = torch.cat([p._zero() for p in parts]).float()
+    packed = kernels.pack_int4(codes, scale, zero, g)
+    if packed is None:
+        return None
+    for p, lo, hi in zip(parts, offsets[:-1], offsets[1:]):
+        view = kernels.Int4Packed(packed.packed[lo:hi], packed.scales_and_zeros[:, lo:hi].contiguous(), g, hi - lo)
+        p._runtime, p._runtime_key = ("int4pack", view), (p.kernel,)
+    biases = [p.bias for p in parts]
+    if all(b is None for b in biases):
+        return packed, None
+    dtype = next(b for b in biases if b is not None).dtype
+    bias = torch.cat([torch.zeros(p.out_features, dtype=dtype) if b is None else b for p, b in zip(parts, biases)])
+    return packed, bias
+
+
+@dataclass
+class _Packs:
+    qkv: kernels.Int4Packed
+    qkv_bias: Tensor | None
+    o: kernels.Int4Packed
+    gate_up: kernels.Int4Packed
+    down: kernels.Int4Packed
+    state: tuple[Any, ...]  # (module, its runtime) pairs at fusion time: anything else means "rebuild or give up"
+
+
+def _int4mm(x: Tensor, w: kernels.Int4Packed) -> Tensor:
+    """(B, K) float -> (B, N) bf16."""
+    return torch.ops.aten._weight_int4pack_mm_for_cpu(x.to(torch.bfloat16), w.packed, w.group, w.scales_and_zeros)
+
+
+class FusedInt4Layer:
+    """The ``_quant_step`` of one ``DecoderLayer``: builds its packs at first use, then runs the step."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        self.layer = layer
+        self._packs: _Packs | None = None
+        self._failed_state: tuple[Any, ...] | None = None
+
+    def _parts(self) -> tuple[nn.Module, ...]:
+        attn, mlp = self.layer.self_attn, self.layer.mlp
+        return (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj)
+
+    def _state(self, parts: tuple[nn.Module, ...]) -> tuple[Any, ...]:
+        return tuple((p, p._runtime_key, p._runtime, p.reference, p.bias) for p in parts)
+
+    def _build(self, parts: tuple[nn.Module, ...]) -> _Packs | None:
+        if any(type(p) is not Int4Linear or p.kernel not in ("auto", "int4pack") or p.reference for p in parts):
+            return None
+        q, k, v, o, gate, up, down = parts
+        qkv = fuse_int4([q, k, v])
+        gate_up = fuse_int4([gate, up])
+        o_rt, down_rt = o.runtime(), down.runtime()
+        if qkv is None or gate_up is None or o_rt is None or down_rt is None:
+            return None
+        return _Packs(qkv[0], qkv[1], o_rt[1], gate_up[0], down_rt[1], self._state(parts))
+
+    def packs(self) -> _Packs | None:
+        """The fused weights, (re)built when a part changed since; None when this layer cannot be fused."""
+        parts = self._parts()
+        packs = self._packs
+        if packs is not None and all(s[0] is p for s, p in zip(packs.state, parts)) and all(
+                a is b for s, t in zip(packs.state, self._state(parts)) for a, b in zip(s, t)):
+            return packs
+        failed = tuple((p, getattr(p, "kernel", None), getattr(p, "reference", None)) for p in parts)
+        if failed == self._failed_state:
+            return None  # the same modules, as they were, already failed to fuse
+        self._packs = self._build(parts)
+        self._failed_state = None if self._packs is not None else failed
+        return self._packs
+
+    def __call__(self, ops: Any, x: Tensor, cos: Tensor, sin: Tensor, pos: int) -> Tensor | None:
+        layer = self.layer
+        attn, mlp = layer.self_attn, layer.mlp
+        cache = attn.kv_cache
+        if cache is None or x.dtype not in (torch.float32, torch.bfloat16):
+            return None
+        mods = (layer.input_layernorm, layer.post_attention_layernorm, attn, mlp, *self._parts())
+        if any(m._forward_hooks or m._forward_pre_hooks for m in mods):
+            return None
+        packs = self.packs()
+        if packs is None:
+            return None
+        return int4_decode_step(
+            ops, x, packs, layer.input_layernorm.weight, layer.post_attention_layernorm.weight,
+            layer.input_layernorm.eps, cos, sin, cache.k_cache, cache.v_cache, pos, attn.n_heads, attn.n_kv_heads)
+
+
+def int4_decode_step(ops: Any, x: Tensor, packs: _Packs, in_norm: Tensor, post_norm: Tensor, eps: float,
+                     cos: Tensor, sin: Tensor, k_cache: Tensor, v_cache: Tensor, pos: int, n_heads: int,
+                     n_kv: int) -> Tensor:
+    """x (B, 1, D) -> (B, 1, D): h = x + o(attn(rope(q), cache)); out = h + down(silu(gate(n)) * up(n)).
+
+    The same ops in the same order and dtypes as the module path (``DecoderLayer.forward`` with ``Int4Linear``
+    parts), with q/k/v and gate/up each one product. Writes this token's key and value into the caches at ``pos``.
+    """
+    bsz, _, dim = x.shape
+    hd = cos.shape[-1]
+    dt = x.dtype
+    x2 = x.view(bsz, dim)  # (B, D)
+    h = ops.rms_norm(x2, in_norm, eps)
+    qkv = _int4mm(h, packs.qkv)  # (B, (nh + 2 nkv) hd) bf16
+    # Int4Linear with a bias: the bf16 product + the bias in its dtype (fp32 model: fp32 by promotion, one op)
+    qkv = qkv.to(dt) if packs.qkv_bias is None else torch.add(packs.qkv_bias, qkv)
+    nq, nk = n_heads * hd, n_kv * hd
+    q = qkv[:, :nq].view(bsz, 1, n_heads, hd).transpose(1, 2)  # (B, nh, 1, hd)
+    k = qkv[:, nq:nq + nk].view(bsz, 1, n_kv, hd).transpose(1, 2)  # (B, nkv, 1, hd)
+    v = qkv[:, nq + nk:].view(bsz, n_kv, hd)  # (B, nkv, hd)
+    q, k = ops.rope(q, cos, sin), ops.rope(k, cos, sin)
+    kc, vc = k_cache[:bsz], v_cache[:bsz]  # (B, nkv, S, hd)
+    kc[:, :, pos].copy_(k[:, :, 0])
+    vc[:, :, pos].copy_(v)
+    y = ops.decode_attention(q, kc[:, :, :pos + 1], vc[:, :, :pos + 1])  # (B, nh, 1, hd)
+    h1 = x2 + _int4mm(y.view(bsz, nq), packs.o).to(dt)  # (B, D)
+    n2 = ops.rms_norm(h1, post_norm, eps)
+    gu = _int4mm(n2, packs.gate_up).to(dt)  # (B, 2F)
+    ffn = gu.shape[1] // 2
+    act = F.silu(gu[:, :ffn]) * gu[:, ffn:]  # (B, F)
+    return (h1 + _int4mm(act, packs.down).to(dt)).view(bsz, 1, dim)
+
+
+def enable_fused_decode(model: nn.Module) -> int:
+    """Give every decoder layer of an engine ``Transformer`` a fused int4 decode step; returns how many layers.
+
+    Harmless on layers that are not all int4 (the step then declines at first use). Other models: nothing happens.
+    """
+    count = 0
+    for module in model.modules():
+        if isinstance(module, DecoderLayer):
+            module.__dict__["_quant_step"] = FusedInt4Layer(module)
+            count += 1
+    return count
+
+
+def disable_fused_decode(model: nn.Module) -> None:
+    """Back to the module path for every layer (the A/B switch of the benchmarks)."""
+    for module in model.modules():
+        module.__dict__.pop("_quant_step", None)

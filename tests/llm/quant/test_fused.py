@@ -1,0 +1,132 @@
+"""The fused int4 decode step (quant/fused.py) against the module path: equal logits, shared layouts, clean fallbacks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from albumen.llm.kernels.decode_ops import decode_ops_module
+from albumen.llm.quant import QuantConfig, quantize_model
+from albumen.llm.quant.checkpoint import load_quantized, save_quantized
+from albumen.llm.quant.fused import FusedInt4Layer, disable_fused_decode, enable_fused_decode
+from albumen.llm.testing import tiny_model
+
+pytestmark = pytest.mark.skipif(decode_ops_module() is None, reason="the engine's C++ decode ops are not built")
+
+
+def _quantized(arch: str = "qwen2", dim: int = 128, dtype: torch.dtype = torch.float32, scheme: str = "int4-g32"):
+    # dim 128, 4 heads of 32, 2 KV heads: q/k/v rows 128/64/64 start on int4pack's 64-row blocks
+    model = tiny_model(arch=arch, dim=dim, seed=1)
+    quantize_model(model, QuantConfig.from_scheme(scheme))
+    return model.to(dtype)
+
+
+def _decode(model: torch.nn.Module, prompt: list[int], n: int) -> torch.Tensor:
+    """(n, V) logits of greedy decoding after a prefill, one token per step through the KV cache."""
+    model.setup_caches(1, 64)
+    out = []
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt]), torch.arange(len(prompt)))[:, -1:]
+        for i in range(n):
+            out.append(logits[0, -1])
+            nxt = logits[:, -1].argmax(-1, keepdim=True)
+            logits = model(nxt, torch.tensor([len(prompt) + i]))
+    model.clear_caches()
+    return torch.stack(out)
+
+
+def _calls(model: torch.nn.Module) -> list[int]:
+    """Count fused steps taken per layer (wraps each layer's step)."""
+    counts = [0] * len(model.model.layers)
+    for i, layer in enumerate(model.model.layers):
+        step = layer.__dict__["_quant_step"]
+
+        def counted(*args, _step=step, _i=i):
+            y = _step(*args)
+            counts[_i] += y is not None
+            return y
+
+        layer.__dict__["_quant_step"] = counted
+    return counts
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])  # qwen2: q/k/v biases, concatenated in the fused product
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_step_equals_module_path(arch: str, dtype: torch.dtype) -> None:
+    model = _quantized(arch, dtype=dtype)
+    disable_fused_decode(model)
+    ref = _decode(model, [5, 9, 17, 33], 6)
+    enable_fused_decode(model)
+    calls = _calls(model)
+    got = _decode(model, [5, 9, 17, 33], 6)
+    assert calls == [6, 6]  # every decode step after the prefill took the fused path
+    assert torch.equal(got, ref)
+
+
+def test_module_layouts_are_slices_of_the_fused_pack() -> None:
+    model = _quantized()
+    _decode(model, [1, 2, 3], 2)
+    layer = model.model.layers[0]
+    packs = layer._quant_step.packs()
+    base = packs.qkv.packed.untyped_storage().data_ptr()
+    for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+        assert proj.runtime()[1].packed.untyped_storage().data_ptr() == base  # one copy for prompts and decode
+    gu = packs.gate_up.packed.untyped_storage().data_ptr()
+    assert layer.mlp.up_proj.runtime()[1].packed.untyped_storage().data_ptr() == gu
+    # and the prompt path through those slices still gives the module results: compare with a fresh unfused model
+    fresh = _quantized()
+    disable_fused_decode(fresh)
+    ids = torch.tensor([[4, 8, 15, 16, 23]])
+    with torch.no_grad():
+        assert torch.equal(model(ids), fresh(ids))
+
+
+def test_unfusable_layers_fall_back_to_the_module_path() -> None:
+    # dim 64: k/v rows start at 64 + 32 = 96, not on a 64-row block: the step declines, the module path runs
+    model = _quantized(dim=64)
+    calls = _calls(model)
+    got = _decode(model, [3, 4, 5], 4)
+    assert calls == [0, 0]
+    disable_fused_decode(model)
+    assert torch.equal(got, _decode(model, [3, 4, 5], 4))
+    # an int8 model is not int4: declines too
+    int8 = _quantized(scheme="int8")
+    calls = _calls(int8)
+    _decode(int8, [3, 4], 3)
+    assert calls == [0, 0]
+
+
+def test_swapped_module_or_hook_or_new_weights_leave_the_fused_path() -> None:
+    model = _quantized()
+    ref_model = _quantized()
+    disable_fused_decode(ref_model)
+    _decode(model, [1, 2], 2)  # builds the packs
+    calls = _calls(model)
+    # a forward hook on a part: the module path must run it
+    handle = model.model.layers[0].mlp.up_proj.register_forward_hook(lambda m, i, o: None)
+    _decode(model, [1, 2], 3)
+    assert calls == [0, 3]
+    handle.remove()
+    # new weights loaded into a part: the packs are rebuilt from them (results follow the new weights)
+    other = _quantized(arch="qwen2")
+    with torch.no_grad():
+        other.model.layers[1].self_attn.k_proj.scale.mul_(1.5)
+        ref_model.model.layers[1].self_attn.k_proj.scale.mul_(1.5)
+    model.model.layers[1].self_attn.k_proj.load_state_dict(other.model.layers[1].self_attn.k_proj.state_dict())
+    ref_model.model.layers[1].self_attn.k_proj._runtime_key = None
+    assert torch.equal(_decode(model, [1, 2], 3), _decode(ref_model, [1, 2], 3))
+    # a module swapped for another kind (as LoRA does): declines
+    model.model.layers[0].mlp.down_proj = torch.nn.Linear(256, 128)
+    assert FusedInt4Layer(model.model.layers[0]).packs() is None
+    calls[:] = [0, 0]
+    _decode(model, [1, 2], 3)
+    assert calls == [0, 3]
+
+
+def test_checkpoint_load_installs_the_fused_step(tmp_path) -> None:
+    model = _quantized()
+    save_quantized(model, tmp_path / "q", QuantConfig.from_scheme("int4-g32"), model.args.to_hf_config())
+    loaded = load_quantized(tmp_path / "q")
+    assert all(isinstance(layer.__dict__.get("_quant_step"), FusedInt4Layer) for layer in loaded.model.layers)
+    disable_fused_decode(model)
+    assert torch.equal(_decode(loaded, [7, 7, 7], 4), _decode(model, [7, 7, 7], 4))
