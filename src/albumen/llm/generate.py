@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -93,13 +93,23 @@ def _pick(
 
 
 def decode_n_tokens(
-    model: Transformer, first: int, start_pos: int, n: int, pick: Callable[[torch.Tensor], int]
+    model: Transformer, first: int, start_pos: int, n: int, pick: Callable[[torch.Tensor], int],
+    plan: Any | None = None, greedy: bool = False,
 ) -> Iterator[int]:
-    """Feed ``first`` at ``start_pos`` and keep decoding; yields up to ``n`` new tokens (the caller may stop early)."""
+    """Feed ``first`` at ``start_pos`` and keep decoding; yields up to ``n`` new tokens (the caller may stop early).
+
+    With a ``plan`` (``Transformer.decode_plan``) each step is one C++ call instead of a module forward; with
+    ``greedy`` (plain argmax: no penalty, no constraint, so ``pick`` would only take the argmax) the plan also picks
+    the token, and no logits tensor is made.
+    """
     token = first
     for i in range(n):
-        logits = decode_one_token(model, torch.tensor([[token]]), start_pos + i)
-        token = pick(logits)
+        if plan is None:
+            token = pick(decode_one_token(model, torch.tensor([[token]]), start_pos + i))
+        elif greedy:
+            token = plan.argmax(token, start_pos + i)
+        else:
+            token = pick(plan.logits(token, start_pos + i))
         yield token
 
 
@@ -148,7 +158,9 @@ def generate_tokens(
         if constraint is not None and constraint.done:
             return
         t0 = time.perf_counter()
-        for token in decode_n_tokens(model, first, len(prompt_ids), cfg.max_new_tokens - 1, pick):
+        plan = model.decode_plan()  # None where the model must run module by module (LoRA, quantized, hooks)
+        greedy = plan is not None and cfg.greedy and not penalize and constraint is None
+        for token in decode_n_tokens(model, first, len(prompt_ids), cfg.max_new_tokens - 1, pick, plan, greedy):
             stats.new_tokens += 1
             stats.decode_s = time.perf_counter() - t0
             if token in eos:

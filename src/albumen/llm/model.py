@@ -261,7 +261,8 @@ PACKED_BF16_MIN_NUMEL = 4 * 1024 * 1024
 PACKED_BF16_MIN_IN = 1024
 
 
-def use_decode_kernels(model: nn.Module, kernels: bool | None = None, fuse_layers: bool = True) -> int:
+def use_decode_kernels(model: nn.Module, kernels: bool | None = None, fuse_layers: bool = True,
+                       fuse_model: bool = True) -> int:
     """Route every plain ``nn.Linear`` of ``model`` through ``_decode_linear_forward``; returns how many.
 
     The modules stay ``nn.Linear`` with the same parameters and keys (quantization and LoRA still find and swap
@@ -269,12 +270,15 @@ def use_decode_kernels(model: nn.Module, kernels: bool | None = None, fuse_layer
     C++ kernels: the dense kernel for the linears, and fused RMSNorm and single-query attention
     (``albumen.llm.kernels.decode_ops``); without them, bf16 rows go to the pre-packed oneDNN copy and norms and
     attention stay in PyTorch. With ``fuse_layers`` a decoder layer decoding one token runs as one C++ call
-    (``DecoderLayer._fused_step``). Calling again switches the choice.
+    (``DecoderLayer._fused_step``); with ``fuse_model`` too, ``Transformer.decode_plan`` runs the whole step as one
+    call (``generate`` uses it). Calling again switches the choice.
     """
     use_kernel = kernels_enabled() if kernels is None else kernels
     kernel = dense_module() if use_kernel else None
     ops = decode_ops_module() if use_kernel else None
     count = 0
+    if isinstance(model, Transformer):
+        model.__dict__["_fuse_model"] = fuse_layers and fuse_model
     for module in model.modules():
         if isinstance(module, (RMSNorm, Attention)):
             module.__dict__["_decode_ops"] = ops
@@ -467,6 +471,63 @@ class Transformer(nn.Module):
     @property
     def has_caches(self) -> bool:
         return self.model.layers[0].self_attn.kv_cache is not None
+
+    def decode_plan(self) -> Any | None:
+        """The whole single-token decode step (batch 1) as one C++ object, or None where it does not apply.
+
+        ``plan.logits(token, pos)`` gives the (1, V) logits after ``token`` at ``pos`` and writes its key/value into
+        the caches, exactly as ``self(tensor([[token]]), tensor([pos]))[:, -1]`` does with the fused layers (same
+        kernels, same order); ``plan.argmax(token, pos)`` returns the greedy next token without a logits tensor.
+        It removes the per-token Python of ``forward`` (~30 module calls and their checks). It applies only while
+        the model is the plain one ``use_decode_kernels`` set up (fused layers, every projection an ``nn.Linear``
+        on the dense kernel, no hooks or patched forwards: LoRA, quantized or packed modules decline) with caches.
+        The plan shares the model's tensors, so in-place weight edits reach it; build a new one after
+        ``setup_caches`` or any module swap (``generate`` builds one per call).
+        """
+        if not self.has_caches or self._rope is None or not self.__dict__.get("_fuse_model", True):
+            return None
+        layers = list(self.model.layers)
+        ops = layers[0].__dict__.get("_decode_ops")
+        dtype = self.model.embed_tokens.weight.dtype
+        if ops is None or not hasattr(ops, "DecodePlan") or dtype not in (torch.float32, torch.bfloat16):
+            return None
+        if self.model.embed_tokens.weight.device.type != "cpu" or self._rope[0].dtype is not dtype:
+            return None
+        if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
+            return None  # the plan bypasses autograd; generate runs under inference_mode
+        plain = {DecoderLayer, Attention, MLP, RMSNorm, DecoderStack, Transformer, nn.Embedding, nn.ModuleList, KVCache}
+        for module in self.modules():
+            if module._forward_hooks or module._forward_pre_hooks:
+                return None
+            if type(module) is nn.Linear:
+                if (module.__dict__.get("_dense_kernel") is None
+                        or getattr(module.__dict__.get("forward"), "__func__", None) is not _decode_linear_forward):
+                    return None  # packed oneDNN route, or someone else's forward
+            elif type(module) not in plain or "forward" in module.__dict__:
+                return None  # a swapped (LoRA, quantized) or patched module must run as a module
+        if any(layer.__dict__.get("_decode_ops") is not ops for layer in layers):
+            return None  # fuse_layers=False: the layers run module by module on purpose
+
+        def layer_tensors(layer: DecoderLayer) -> list[torch.Tensor]:
+            a, m = layer.self_attn, layer.mlp
+            none = torch.empty(0, dtype=dtype)
+            bias = [none if p.bias is None else p.bias.detach() for p in (a.q_proj, a.k_proj, a.v_proj)]
+            return [layer.input_layernorm.weight.detach(), layer.post_attention_layernorm.weight.detach(),
+                    a.q_proj.weight.detach(), bias[0], a.k_proj.weight.detach(), bias[1], a.v_proj.weight.detach(),
+                    bias[2], a.o_proj.weight.detach(), m.gate_proj.weight.detach(), m.up_proj.weight.detach(),
+                    m.down_proj.weight.detach(), a.kv_cache.k_cache, a.kv_cache.v_cache]
+
+        tensors = [layer_tensors(layer) for layer in layers]
+        tensors.append([self.model.embed_tokens.weight, self.model.norm.weight, self.lm_head.weight])
+        if any(not t.is_contiguous() or t.dtype is not dtype for ts in tensors for t in ts):
+            return None
+        tensors.pop()
+        eps = {layer.input_layernorm.eps for layer in layers} | {layer.post_attention_layernorm.eps for layer in layers}
+        if eps != {self.model.norm.eps} or self.lm_head.bias is not None:
+            return None
+        return ops.DecodePlan(self.model.embed_tokens.weight.detach(), tensors, self.model.norm.weight.detach(),
+                              self.lm_head.weight.detach(), self._rope[0], self._rope[1], self.model.norm.eps,
+                              self.args.n_heads, self.args.n_kv_heads)
 
     def forward(
         self, input_ids: torch.Tensor, input_pos: torch.Tensor | None = None, last_only: bool = False

@@ -5,18 +5,24 @@
 //   decode_layer(...)             = one whole decoder layer for one new token per sequence, from the ops above and
 //                                   the dense kernel, in the same order as model.py (so the same results), without
 //                                   the ~25 Python module calls per layer that dominate small models
+//   DecodePlan(...)               = the whole model step for one token (embedding, every layer, norm, head; logits or
+//                                   the greedy token) in one call with preallocated buffers (batch 1)
 // fp32 or bf16 tensors; arithmetic in fp32. Measured on SmolLM2 decode: ~60 small ATen ops per layer become 3 calls.
 #include "dense_kernels.h"
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <c10/util/BFloat16.h>
 #include <cmath>
+#include <cstring>
+#include <type_traits>
 #include <vector>
 
 namespace {
 
+// noipa (like attend_one_head and rope_row): one compiled copy, not inlined or cloned per call site, so that every
+// caller gets the same vectorized reduction order and hence bit-identical results.
 template <typename T>
-void rms_norm_rows(const T* x, const T* w, T* y, int64_t rows, int64_t dim, float eps) {
+__attribute__((noipa)) void rms_norm_rows(const T* x, const T* w, T* y, int64_t rows, int64_t dim, float eps) {
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * dim;
     float ss = 0.f;
@@ -54,48 +60,54 @@ torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, doub
   return y;
 }
 
+// One query head over S cached rows (key s at k + s * ks, value s at v + s * vs), softmax in fp32.
+// qf, acc: hd floats of scratch; scores: S floats of scratch.
+template <typename T>
+__attribute__((noipa)) void attend_one_head(const T* qh, const T* k, const T* v, int64_t ks, int64_t vs, int64_t S,
+                                             int64_t hd, float* qf, float* scores, float* acc, T* out) {
+  const float scale = 1.f / std::sqrt(static_cast<float>(hd));
+  for (int64_t i = 0; i < hd; ++i) qf[i] = static_cast<float>(qh[i]);
+  float mx = -INFINITY;
+  for (int64_t s = 0; s < S; ++s) {
+    const T* kr = k + s * ks;
+    float dot = 0.f;
+#pragma omp simd reduction(+ : dot)
+    for (int64_t i = 0; i < hd; ++i) dot += qf[i] * static_cast<float>(kr[i]);
+    scores[s] = dot * scale;
+    mx = std::max(mx, scores[s]);
+  }
+  float denom = 0.f;
+  for (int64_t s = 0; s < S; ++s) {
+    scores[s] = std::exp(scores[s] - mx);
+    denom += scores[s];
+  }
+  std::fill(acc, acc + hd, 0.f);
+  for (int64_t s = 0; s < S; ++s) {
+    const T* vr = v + s * vs;
+    const float p = scores[s] / denom;
+#pragma omp simd
+    for (int64_t i = 0; i < hd; ++i) acc[i] += p * static_cast<float>(vr[i]);
+  }
+  for (int64_t i = 0; i < hd; ++i) out[i] = static_cast<T>(acc[i]);
+}
+
 // q (B, nh, 1, hd); k, v (B, nkv, S, hd) with unit stride along hd (cache slices are fine) -> (B, nh, 1, hd).
 template <typename T>
 void attention_one_query(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, torch::Tensor& out) {
   const int64_t B = q.size(0), nh = q.size(1), hd = q.size(3), nkv = k.size(1), S = k.size(2);
   const int64_t groups = nh / nkv;
-  const float scale = 1.f / std::sqrt(static_cast<float>(hd));
   const T* qp = q.data_ptr<T>();
   const T* kp = k.data_ptr<T>();
   const T* vp = v.data_ptr<T>();
   T* op = out.data_ptr<T>();
   const auto qs = q.strides(), ks = k.strides(), vs = v.strides(), os = out.strides();
   std::vector<float> scores(S), acc(hd), qf(hd);
-  for (int64_t b = 0; b < B; ++b) {
+  for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < nh; ++h) {
-      const int64_t g = h / groups;  // heads h*g .. share KV head g
-      const T* qh = qp + b * qs[0] + h * qs[1];
-      for (int64_t i = 0; i < hd; ++i) qf[i] = static_cast<float>(qh[i]);
-      float mx = -INFINITY;
-      for (int64_t s = 0; s < S; ++s) {
-        const T* kr = kp + b * ks[0] + g * ks[1] + s * ks[2];
-        float dot = 0.f;
-#pragma omp simd reduction(+ : dot)
-        for (int64_t i = 0; i < hd; ++i) dot += qf[i] * static_cast<float>(kr[i]);
-        scores[s] = dot * scale;
-        mx = std::max(mx, scores[s]);
-      }
-      float denom = 0.f;
-      for (int64_t s = 0; s < S; ++s) {
-        scores[s] = std::exp(scores[s] - mx);
-        denom += scores[s];
-      }
-      std::fill(acc.begin(), acc.end(), 0.f);
-      for (int64_t s = 0; s < S; ++s) {
-        const T* vr = vp + b * vs[0] + g * vs[1] + s * vs[2];
-        const float p = scores[s] / denom;
-#pragma omp simd
-        for (int64_t i = 0; i < hd; ++i) acc[i] += p * static_cast<float>(vr[i]);
-      }
-      T* oh = op + b * os[0] + h * os[1];
-      for (int64_t i = 0; i < hd; ++i) oh[i] = static_cast<T>(acc[i]);
+      const int64_t g = h / groups;  // heads g*groups .. share KV head g
+      attend_one_head<T>(qp + b * qs[0] + h * qs[1], kp + b * ks[0] + g * ks[1], vp + b * vs[0] + g * vs[1], ks[2],
+                         vs[2], S, hd, qf.data(), scores.data(), acc.data(), op + b * os[0] + h * os[1]);
     }
-  }
 }
 
 torch::Tensor decode_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
@@ -116,11 +128,23 @@ torch::Tensor decode_attention(const torch::Tensor& q, const torch::Tensor& k, c
   return out;
 }
 
-// x (B, h, T, hd) any strides, cos/sin (T, hd) -> x * cos + rotate_half(x) * sin, contiguous, with each product
-// rounded to the dtype before the sum (as the PyTorch expression does, so results match exactly).
+// One row of hd values (element i at xr[i * xs]) -> x * cos + rotate_half(x) * sin, each product rounded to the
+// dtype before the sum (as the PyTorch expression does, so results match exactly).
+template <typename T>
+__attribute__((noipa)) void rope_row(const T* xr, int64_t xs, const T* c, const T* s, T* o, int64_t hd) {
+  const int64_t half = hd / 2;
+  for (int64_t i = 0; i < hd; ++i) {
+    const float rot = i < half ? -static_cast<float>(xr[(i + half) * xs]) : static_cast<float>(xr[(i - half) * xs]);
+    const T a = static_cast<T>(static_cast<float>(xr[i * xs]) * static_cast<float>(c[i]));
+    const T r = static_cast<T>(static_cast<T>(rot) * static_cast<float>(s[i]));
+    o[i] = static_cast<T>(static_cast<float>(a) + static_cast<float>(r));
+  }
+}
+
+// x (B, h, T, hd) any strides, cos/sin (T, hd) -> out (B, h, T, hd) contiguous.
 template <typename T>
 void rope_into(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin, torch::Tensor& out) {
-  const int64_t B = x.size(0), H = x.size(1), L = x.size(2), hd = x.size(3), half = hd / 2;
+  const int64_t B = x.size(0), H = x.size(1), L = x.size(2), hd = x.size(3);
   const auto xs = x.strides();
   const T* xp = x.data_ptr<T>();
   const T* cp = cos.data_ptr<T>();
@@ -128,18 +152,9 @@ void rope_into(const torch::Tensor& x, const torch::Tensor& cos, const torch::Te
   T* op = out.data_ptr<T>();
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < H; ++h)
-      for (int64_t t = 0; t < L; ++t) {
-        const T* xr = xp + b * xs[0] + h * xs[1] + t * xs[2];
-        const T* c = cp + t * hd;
-        const T* s = sp + t * hd;
-        T* o = op + ((b * H + h) * L + t) * hd;
-        for (int64_t i = 0; i < hd; ++i) {
-          const float rot = i < half ? -static_cast<float>(xr[(i + half) * xs[3]]) : static_cast<float>(xr[(i - half) * xs[3]]);
-          const T a = static_cast<T>(static_cast<float>(xr[i * xs[3]]) * static_cast<float>(c[i]));
-          const T r = static_cast<T>(static_cast<T>(rot) * static_cast<float>(s[i]));
-          o[i] = static_cast<T>(static_cast<float>(a) + static_cast<float>(r));
-        }
-      }
+      for (int64_t t = 0; t < L; ++t)
+        rope_row<T>(xp + b * xs[0] + h * xs[1] + t * xs[2], xs[3], cp + t * hd, sp + t * hd,
+                    op + ((b * H + h) * L + t) * hd, hd);
 }
 
 torch::Tensor rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
@@ -210,6 +225,198 @@ c10::optional<torch::Tensor> decode_layer(
   return (h1 + linear_2d(act, down_w, none)).view({B, 1, D});
 }
 
+
+// y (N) = W (N, K) x (K) (+ b) with the dense kernel, threads over output rows (none with one thread).
+template <typename T>
+void gemv(const T* x, const T* w, const T* b, T* y, int64_t N, int64_t K) {
+  auto rows = [&](int64_t n0, int64_t n1) {
+    if constexpr (std::is_same_v<T, float>) {
+      albumen_dense::dense_f32<1>(x, w, b, y, N, K, n0, n1);
+    } else {
+      albumen_dense::dense_bf16<1>(x, w, b, y, N, K, n0, n1);
+    }
+  };
+  const int threads = at::get_num_threads();
+  if (threads == 1) {
+    rows(0, N);
+  } else {
+    at::parallel_for(0, N, std::max<int64_t>(64, N / (8 * threads)), rows);
+  }
+}
+
+template <typename T>
+const T* ptr_or_null(const torch::Tensor& t) {
+  return t.numel() ? t.data_ptr<T>() : nullptr;
+}
+
+// The whole single-token decode step of a Llama/Qwen2 model (batch 1) over tensors it holds: embedding row, every
+// layer as decode_layer computes it (same kernels, same order, same roundings), final norm, head. Scratch buffers
+// are allocated once; a step makes no ATen call except SiLU (kept so results equal the module path exactly).
+// The plan shares the model's tensors: in-place weight edits are seen; new caches or swapped modules need a new plan.
+class DecodePlan {
+ public:
+  // layers: per layer, in this order: in_norm, post_norm, q_w, q_b, k_w, k_b, v_w, v_b, o_w, gate_w, up_w, down_w,
+  // k_cache, v_cache (a missing bias is an empty tensor). cos/sin: (S, hd) tables for every cache position.
+  DecodePlan(torch::Tensor embed, std::vector<std::vector<torch::Tensor>> layers, torch::Tensor norm,
+             torch::Tensor head, torch::Tensor cos, torch::Tensor sin, double eps, int64_t n_heads, int64_t n_kv)
+      : embed_(std::move(embed)), layers_(std::move(layers)), norm_(std::move(norm)), head_(std::move(head)),
+        cos_(std::move(cos)), sin_(std::move(sin)), eps_(eps), nh_(n_heads), nkv_(n_kv) {
+    dt_ = embed_.scalar_type();
+    TORCH_CHECK(dt_ == at::kFloat || dt_ == at::kBFloat16, "DecodePlan: fp32 or bf16 only");
+    TORCH_CHECK(embed_.dim() == 2 && embed_.is_contiguous(), "DecodePlan: embedding must be (V, D) contiguous");
+    D_ = embed_.size(1);
+    V_ = head_.size(0);
+    hd_ = cos_.size(1);
+    TORCH_CHECK(nh_ > 0 && nkv_ > 0 && nh_ % nkv_ == 0 && hd_ % 2 == 0, "DecodePlan: head counts");
+    TORCH_CHECK(!layers_.empty(), "DecodePlan: no layers");
+    check(head_, {V_, D_}, "head");
+    check(norm_, {D_}, "norm");
+    check(cos_, {cos_.size(0), hd_}, "cos");
+    check(sin_, {cos_.size(0), hd_}, "sin");
+    S_ = layers_[0][12].size(2);
+    F_ = layers_[0][9].size(0);
+    TORCH_CHECK(cos_.size(0) >= S_, "DecodePlan: RoPE tables shorter than the cache");
+    const int64_t nq = nh_ * hd_, nk = nkv_ * hd_;
+    for (auto& l : layers_) {
+      TORCH_CHECK(l.size() == 14, "DecodePlan: 14 tensors per layer");
+      check(l[0], {D_}, "input_layernorm");
+      check(l[1], {D_}, "post_attention_layernorm");
+      check(l[2], {nq, D_}, "q_proj");
+      check(l[4], {nk, D_}, "k_proj");
+      check(l[6], {nk, D_}, "v_proj");
+      check(l[8], {D_, nq}, "o_proj");
+      check(l[9], {F_, D_}, "gate_proj");
+      check(l[10], {F_, D_}, "up_proj");
+      check(l[11], {D_, F_}, "down_proj");
+      for (int i : {3, 5, 7})
+        if (l[i].numel()) check(l[i], {i == 3 ? nq : nk}, "bias");
+      for (int i : {12, 13}) {
+        TORCH_CHECK(l[i].dim() == 4 && l[i].size(1) == nkv_ && l[i].size(2) == S_ && l[i].size(3) == hd_,
+                    "DecodePlan: caches must be (B, n_kv, S, hd)");
+        check(l[i], l[i].sizes().vec(), "cache");
+      }
+    }
+    auto opt = embed_.options();
+    x_ = torch::empty({D_}, opt);
+    n_ = torch::empty({D_}, opt);
+    o_ = torch::empty({D_}, opt);
+    q_ = torch::empty({nq}, opt);
+    qr_ = torch::empty({nq}, opt);
+    att_ = torch::empty({nq}, opt);
+    k_ = torch::empty({nk}, opt);
+    v_ = torch::empty({nk}, opt);
+    g_ = torch::empty({F_}, opt);
+    u_ = torch::empty({F_}, opt);
+    act_ = torch::empty({F_}, opt);
+    logits_ = torch::empty({1, V_}, opt);
+    scores_.resize(S_);
+    qf_.resize(hd_);
+    acc_.resize(hd_);
+  }
+
+  // Logits (1, V) for the token after `token` at position `pos` (a new tensor).
+  torch::Tensor logits(int64_t token, int64_t pos) {
+    auto out = torch::empty({1, V_}, embed_.options());
+    run(token, pos, out);
+    return out;
+  }
+
+  // argmax of those logits (the first index of the maximum, NaN counting as the maximum, as torch.argmax).
+  int64_t argmax(int64_t token, int64_t pos) {
+    run(token, pos, logits_);
+    if (dt_ == at::kFloat) return argmax_of(logits_.data_ptr<float>());
+    return argmax_of(logits_.data_ptr<c10::BFloat16>());
+  }
+
+  int64_t max_positions() const { return S_; }
+
+ private:
+  void check(const torch::Tensor& t, std::vector<int64_t> shape, const char* what) const {
+    TORCH_CHECK(t.sizes().vec() == shape, "DecodePlan: ", what, " has shape ", t.sizes(), ", expected ", shape);
+    TORCH_CHECK(t.scalar_type() == dt_ && t.is_contiguous() && t.device().is_cpu(), "DecodePlan: ", what,
+                " must be a contiguous CPU tensor of the embedding's dtype");
+  }
+
+  void run(int64_t token, int64_t pos, torch::Tensor& out) {
+    TORCH_CHECK(token >= 0 && token < embed_.size(0), "DecodePlan: token ", token, " out of range");
+    TORCH_CHECK(pos >= 0 && pos < S_, "DecodePlan: position ", pos, " is beyond the cache (", S_, " positions)");
+    if (dt_ == at::kFloat) {
+      step<float>(token, pos, out.data_ptr<float>());
+    } else {
+      step<c10::BFloat16>(token, pos, out.data_ptr<c10::BFloat16>());
+    }
+  }
+
+  template <typename T>
+  int64_t argmax_of(const T* l) const {
+    int64_t best = 0;
+    float bv = static_cast<float>(l[0]);
+    if (std::isnan(bv)) return 0;
+    for (int64_t i = 1; i < V_; ++i) {
+      const float v = static_cast<float>(l[i]);
+      if (std::isnan(v)) return i;
+      if (v > bv) {
+        bv = v;
+        best = i;
+      }
+    }
+    return best;
+  }
+
+  template <typename T>
+  static void add_into(T* x, const T* y, int64_t n) {  // x += y, rounded to T (as a PyTorch add)
+    for (int64_t i = 0; i < n; ++i) x[i] = static_cast<T>(static_cast<float>(x[i]) + static_cast<float>(y[i]));
+  }
+
+  template <typename T>
+  void step(int64_t token, int64_t pos, T* out) {
+    const int64_t D = D_, hd = hd_, F = F_, S = S_, nq = nh_ * hd_, nk = nkv_ * hd_, groups = nh_ / nkv_;
+    T *x = x_.data_ptr<T>(), *n = n_.data_ptr<T>(), *o = o_.data_ptr<T>(), *q = q_.data_ptr<T>();
+    T *qr = qr_.data_ptr<T>(), *att = att_.data_ptr<T>(), *k = k_.data_ptr<T>(), *v = v_.data_ptr<T>();
+    T *g = g_.data_ptr<T>(), *u = u_.data_ptr<T>(), *act = act_.data_ptr<T>();
+    const T* c = cos_.data_ptr<T>() + pos * hd;
+    const T* s = sin_.data_ptr<T>() + pos * hd;
+    std::memcpy(x, embed_.data_ptr<T>() + token * D, D * sizeof(T));  // (D,)
+    for (auto& l : layers_) {
+      rms_norm_rows<T>(x, l[0].data_ptr<T>(), n, 1, D, eps_);
+      gemv<T>(n, l[2].data_ptr<T>(), ptr_or_null<T>(l[3]), q, nq, D);  // (nh*hd,)
+      gemv<T>(n, l[4].data_ptr<T>(), ptr_or_null<T>(l[5]), k, nk, D);  // (nkv*hd,)
+      gemv<T>(n, l[6].data_ptr<T>(), ptr_or_null<T>(l[7]), v, nk, D);
+      T* kc = l[12].data_ptr<T>();  // (B, nkv, S, hd): sequence 0
+      T* vc = l[13].data_ptr<T>();
+      for (int64_t h = 0; h < nh_; ++h) rope_row<T>(q + h * hd, 1, c, s, qr + h * hd, hd);
+      for (int64_t j = 0; j < nkv_; ++j) {  // this token's key (rotated) and value go into the cache at pos
+        rope_row<T>(k + j * hd, 1, c, s, kc + (j * S + pos) * hd, hd);
+        std::memcpy(vc + (j * S + pos) * hd, v + j * hd, hd * sizeof(T));
+      }
+      for (int64_t h = 0; h < nh_; ++h) {
+        const int64_t j = h / groups;
+        attend_one_head<T>(qr + h * hd, kc + j * S * hd, vc + j * S * hd, hd, hd, pos + 1, hd, qf_.data(),
+                           scores_.data(), acc_.data(), att + h * hd);
+      }
+      gemv<T>(att, l[8].data_ptr<T>(), nullptr, o, D, nq);
+      add_into<T>(x, o, D);  // h = x + attention
+      rms_norm_rows<T>(x, l[1].data_ptr<T>(), n, 1, D, eps_);
+      gemv<T>(n, l[9].data_ptr<T>(), nullptr, g, F, D);
+      gemv<T>(n, l[10].data_ptr<T>(), nullptr, u, F, D);
+      at::silu_out(act_, g_);  // ATen's SiLU, so the result equals the module path bit for bit
+      for (int64_t i = 0; i < F; ++i) act[i] = static_cast<T>(static_cast<float>(act[i]) * static_cast<float>(u[i]));
+      gemv<T>(act, l[11].data_ptr<T>(), nullptr, o, D, F);
+      add_into<T>(x, o, D);  // x = h + mlp
+    }
+    rms_norm_rows<T>(x, norm_.data_ptr<T>(), n, 1, D, eps_);
+    gemv<T>(n, head_.data_ptr<T>(), nullptr, out, V_, D);  // (V,)
+  }
+
+  torch::Tensor embed_;
+  std::vector<std::vector<torch::Tensor>> layers_;
+  torch::Tensor norm_, head_, cos_, sin_;
+  double eps_;
+  int64_t nh_, nkv_, D_ = 0, V_ = 0, hd_ = 0, S_ = 0, F_ = 0;
+  at::ScalarType dt_;
+  torch::Tensor x_, n_, o_, q_, qr_, att_, k_, v_, g_, u_, act_, logits_;
+  std::vector<float> scores_, qf_, acc_;
+};
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -217,4 +424,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("rope", &rope, "x * cos + rotate_half(x) * sin for x (B, h, T, hd), cos/sin (T, hd)");
   m.def("decode_layer", &decode_layer, "one decoder layer for one new token per sequence, or None if it does not apply");
   m.def("decode_attention", &decode_attention, "softmax(q k^T / sqrt(hd)) v, one query per head, grouped KV heads");
+  py::class_<DecodePlan>(m, "DecodePlan", "the whole single-token decode step of a model, batch 1")
+      .def(py::init<torch::Tensor, std::vector<std::vector<torch::Tensor>>, torch::Tensor, torch::Tensor,
+                    torch::Tensor, torch::Tensor, double, int64_t, int64_t>())
+      .def("logits", &DecodePlan::logits, "logits (1, V) after token at pos", py::arg("token"), py::arg("pos"))
+      .def("argmax", &DecodePlan::argmax, "the greedy next token after token at pos", py::arg("token"),
+           py::arg("pos"))
+      .def_property_readonly("max_positions", &DecodePlan::max_positions);
 }
