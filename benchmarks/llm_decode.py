@@ -1,13 +1,15 @@
 """Batch-1 greedy decoding: Albumen vs transformers ``generate()`` vs llama.cpp, and the memory-bandwidth roofline.
 
     flock /tmp/albumen-heavy.lock .venv/bin/python benchmarks/llm_decode.py [--large] [--dtypes fp32,bf16]
-        [--new-tokens 128] [--repeats 3] [--threads 1,2] [--kernels on,off] [--compile] [--json out.json]
+        [--new-tokens 128] [--repeats 3] [--threads 1,2] [--kernels on,off] [--compile] [--layers] [--profile]
+        [--json out.json]
 
 One run, one machine, the same prompt (the chat-templated ``BENCH_TEXT``), batch 1, greedy, ``--new-tokens`` new
 tokens with EOS ignored. Per model (SmolLM2-135M; with ``--large`` also Qwen2.5-1.5B) and dtype:
 
 - albumen: ``generate_tokens`` on the engine's model loaded from the converted cache, with the C++ kernels
-  (``albumen/``: dense kernel, fused decode ops, one call per layer) and without them (``albumen-nokern/``: oneDNN,
+  (``albumen/``: dense kernel, fused decode ops, the whole decode step in one call; with ``--layers`` also one call
+  per layer, ``albumen-layers/``) and without them (``albumen-nokern/``: oneDNN,
   bf16 pre-packed), and with ``--compile`` also with the MLP and norms of each layer ``torch.compile``'d and the layer
   run module by module (``albumen-compile/``);
 - transformers: ``AutoModelForCausalLM`` built from the same config and assigned *the same tensors* (no copy, so the
@@ -26,11 +28,12 @@ The roofline, per thread count: the highest read bandwidth measured in the same 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,11 +104,14 @@ def _fmt_bw(bandwidth: dict[int, float]) -> str:
     return ", ".join(f"{bw:.1f} GB/s with {t} thread{'s' if t > 1 else ''}" for t, bw in bandwidth.items())
 
 
-def albumen_run(model: Transformer, ids: list[int], n: int, kernels: bool = True, compiled: bool = False) -> Run:
-    """Our engine with the dense kernel on or off (``use_decode_kernels``), optionally with compiled layer parts."""
+def albumen_run(model: Transformer, ids: list[int], n: int, kernels: bool = True, compiled: bool = False,
+                plan: bool = True) -> Run:
+    """Our engine with the dense kernel on or off (``use_decode_kernels``), optionally with compiled layer parts;
+    ``plan=False``: one C++ call per layer instead of one per token (``Transformer.decode_plan``)."""
 
     def run() -> tuple[float, float]:
-        use_decode_kernels(model, kernels=kernels, fuse_layers=not compiled)  # fused layers would bypass the parts
+        # compiled parts run module by module (fused layers would bypass them)
+        use_decode_kernels(model, kernels=kernels, fuse_layers=not compiled, fuse_model=plan)
         if compiled:
             compile_layer_parts(model)
         try:
@@ -116,6 +122,75 @@ def albumen_run(model: Transformer, ids: list[int], n: int, kernels: bool = True
         return s.ttft_s, s.decode_tokens_per_s
 
     return run
+
+
+def profile_decode(model: Transformer, ids: list[int], n: int, repeats: int) -> dict[str, float]:
+    """Where one greedy decode step's time goes (ms per token, medians; the step's parts measured side by side).
+
+    - ``generate``: ``generate_tokens`` per token after the first (what the table reports), whole-step plan;
+    - ``plan``: ``plan.argmax`` called in a plain loop (no generator, no Python bookkeeping);
+    - ``forward``: ``model(token, pos)`` + argmax with one C++ call per layer (no plan), and its parts: embedding and
+      RoPE lookup, the 30 layer calls, final norm, head, argmax;
+    - ``gemv``: only the matrix-vector products of one step (every projection and the head, in model order, through
+      the dense kernel from Python) and their read rate: the floor the rest is compared with.
+    """
+    from albumen.llm.kernels.dense import dense_module
+
+    dense = dense_module()
+    now = time.perf_counter
+    use_decode_kernels(model)
+    run_once(model, ids, 4)  # caches set up, prompt in them
+    pos0, tok0 = len(ids), ids[-1]
+    parts: dict[str, list[float]] = {}
+
+    def add(key: str, seconds: float) -> None:
+        parts.setdefault(key, []).append(seconds * 1e3)
+
+    layers = list(model.model.layers)
+    weights = [w for layer in layers for w in (
+        layer.self_attn.q_proj.weight, layer.self_attn.k_proj.weight, layer.self_attn.v_proj.weight,
+        layer.self_attn.o_proj.weight, layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight,
+        layer.mlp.down_proj.weight)] + [model.lm_head.weight]
+    xs = {k: torch.randn(1, k, dtype=weights[0].dtype) for k in {w.shape[1] for w in weights}}
+    gemv_bytes = sum(w.numel() * w.element_size() for w in weights)
+    for _ in range(repeats):
+        add("generate", 1 / run_once(model, ids, n).decode_tokens_per_s)
+        with torch.inference_mode():
+            plan = model.decode_plan()
+            t = now()
+            token = tok0
+            for i in range(n):
+                token = plan.argmax(token, pos0 + i)
+            add("plan", (now() - t) / n)
+            use_decode_kernels(model, fuse_model=False)
+            token = tok0
+            for i in range(n):
+                ip = torch.tensor([pos0 + i])
+                t0 = now()
+                x = model.model.embed_tokens(torch.tensor([[token]]))
+                cos, sin = model._rope[0][ip], model._rope[1][ip]
+                t1 = now()
+                for layer in layers:
+                    x = layer(x, cos, sin, ip, None, pos0 + i + 1)
+                t2 = now()
+                h = model.model.norm(x)
+                t3 = now()
+                logits = model.lm_head(h)[:, -1]
+                t4 = now()
+                token = int(logits.argmax(-1)[0])
+                t5 = now()
+                for key, a, b in (("forward", t0, t5), ("embed+rope", t0, t1), ("layers", t1, t2), ("norm", t2, t3),
+                                  ("head", t3, t4), ("argmax", t4, t5)):
+                    add(key, (b - a))
+            use_decode_kernels(model)
+            for _ in range(max(2, n // 16)):
+                t = now()
+                for w in weights:
+                    dense.linear(xs[w.shape[1]], w, None)
+                add("gemv", now() - t)
+    out = {k: statistics.median(v) for k, v in parts.items()}
+    out["gemv_gbs"] = gemv_bytes / (out["gemv"] * 1e-3) / 1e9
+    return out
 
 
 def compile_layer_parts(model: Transformer) -> None:
@@ -207,16 +282,23 @@ def llama_cpp_run(llm: Any, ids: list[int], n: int) -> Run:
     return run
 
 
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """torch limited to ``threads`` threads inside the block (restored afterwards)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def with_threads(threads: int, run: Run) -> Run:
-    """``run`` with torch limited to ``threads`` threads (restored afterwards)."""
+    """``run`` with torch limited to ``threads`` threads."""
 
     def limited() -> tuple[float, float]:
-        old = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
+        with torch_threads(threads):
             return run()
-        finally:
-            torch.set_num_threads(old)
 
     return limited
 
@@ -259,7 +341,7 @@ def guided_overhead(tok: Any) -> dict[str, float]:
 
 def bench_model(name: str, dtypes: list[str], n: int, repeats: int, models_dir: Path, llama: bool,
                 hf: bool, thread_counts: list[int], kernel_modes: list[bool],
-                compile_modes: list[bool]) -> tuple[list[Row], dict[str, Any]]:
+                compile_modes: list[bool], layers_too: bool = False) -> tuple[list[Row], dict[str, Any]]:
     folder = resolve_folder(name, models_dir)
     gguf = resolve_preset(name, models_dir)
     rows: list[Row] = []
@@ -278,6 +360,8 @@ def bench_model(name: str, dtypes: list[str], n: int, repeats: int, models_dir: 
                     for comp in compile_modes:
                         label = "albumen" + ("" if kern else "-nokern") + ("-compile" if comp else "")
                         runs[f"{label}/{t}t"] = with_threads(t, albumen_run(model, ids, k, kern, comp))
+                    if kern and layers_too:  # the same kernels, one C++ call per layer instead of per token
+                        runs[f"albumen-layers/{t}t"] = with_threads(t, albumen_run(model, ids, k, plan=False))
                 if hf_model is not None:
                     runs[f"transformers/{t}t"] = with_threads(t, hf_run(hf_model, ids, k))
                 if llamas.get(t) is not None:
@@ -340,6 +424,10 @@ def main(argv: list[str] | None = None) -> None:
                     help="thread counts to run every engine with (default: all cores, then 1)")
     ap.add_argument("--kernels", default="on,off", help="dense kernel on, off, or both (on,off)")
     ap.add_argument("--compile", action="store_true", help="also run ours with torch.compile'd MLP and norms")
+    ap.add_argument("--layers", action="store_true",
+                    help="also run ours with one C++ call per layer instead of the whole-step plan")
+    ap.add_argument("--profile", action="store_true",
+                    help="instead of the table: where one decode step's time goes (profile_decode), per dtype/threads")
     ap.add_argument("--no-llama-cpp", action="store_true")
     ap.add_argument("--no-transformers", action="store_true")
     ap.add_argument("--models-dir", type=Path, default=None)
@@ -353,12 +441,27 @@ def main(argv: list[str] | None = None) -> None:
     print(f"torch {torch.__version__}, read bandwidth {_fmt_bw(bandwidth)}, "
           f"{a.new_tokens} new tokens, median of {a.repeats}", flush=True)
     report: dict[str, Any] = {"bandwidth_gbs": bandwidth, "new_tokens": a.new_tokens, "results": []}
+    if a.profile:
+        for name in names:
+            for dtype in dtypes:
+                model, tok = load_model(resolve_folder(name, models_dir), parse_dtype(dtype))
+                ids = tok.encode(tok.apply_chat_template([{"role": "user", "content": BENCH_TEXT}]))
+                for t in thread_counts:
+                    with torch_threads(t):
+                        prof = profile_decode(model, ids, a.new_tokens, a.repeats)
+                    print(f"{name} {dtype} {t} thread(s), ms per token: " + ", ".join(
+                        f"{k} {v:.2f}" for k, v in prof.items() if k != "gemv_gbs") +
+                        f"; the GEMVs read {prof['gemv_gbs']:.1f} GB/s", flush=True)
+                    report["results"].append({"model": name, "dtype": dtype, "threads": t, "profile_ms": prof})
+                    if a.json:
+                        a.json.write_text(json.dumps(report, indent=1))
+        return
     for name in names:
         for i, dtype in enumerate(dtypes):  # one table per dtype, printed and saved as soon as it is measured
             rows, info = bench_model(name, [dtype], a.new_tokens, a.repeats, models_dir, not a.no_llama_cpp and i == 0,
                                      not a.no_transformers, thread_counts,
                                      [m.strip() == "on" for m in a.kernels.split(",")],
-                                     [False, True] if a.compile else [False])
+                                     [False, True] if a.compile else [False], a.layers)
             # Re-measured next to each model; the roofline takes the highest figure seen (conservative fractions).
             bandwidth = {t: max(bw, read_bandwidth_gbs(t)) for t, bw in bandwidth.items()}
             report["results"] += print_table(name, rows, info, bandwidth)

@@ -115,3 +115,22 @@ def test_errors_are_clear(model) -> None:  # noqa: ANN001
     with pytest.raises(ValueError, match="context length"):
         list(generate_tokens(model, [1] * 500, SamplingConfig(max_new_tokens=100)))
     assert list(generate_tokens(model, [1, 2], SamplingConfig(max_new_tokens=0))) == []
+
+
+@pytest.mark.parametrize("cfg", [
+    SamplingConfig(max_new_tokens=16, ignore_eos=True),  # greedy: the plan picks the token in C++
+    SamplingConfig(max_new_tokens=16, ignore_eos=True, repetition_penalty=1.3),  # greedy on penalized logits
+    SamplingConfig(temperature=1.2, top_p=0.9, max_new_tokens=16, seed=5, ignore_eos=True),
+])
+def test_whole_step_plan_gives_the_same_tokens_as_the_modules(cfg: SamplingConfig) -> None:
+    """generate() with the one-call decode step (Transformer.decode_plan) == module by module."""
+    from albumen.llm.model import use_decode_kernels
+
+    fast, slow = tiny_model(seed=7), tiny_model(seed=7)
+    prompt = list(b"Once upon a time")
+    with torch.inference_mode():
+        slow.setup_caches(1, 256)
+        fast.setup_caches(1, 256)
+        use_decode_kernels(slow, fuse_model=False)
+        assert fast.decode_plan() is not None and slow.decode_plan() is None
+    assert list(generate_tokens(fast, prompt, cfg)) == list(generate_tokens(slow, prompt, cfg))

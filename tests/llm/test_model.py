@@ -229,3 +229,62 @@ def test_large_bf16_linears_take_the_packed_path():
     x = torch.randn(1, side, dtype=torch.bfloat16)
     with torch.inference_mode():
         torch.testing.assert_close(big(x).float(), (x.float() @ big.weight.float().T), rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_decode_plan_equals_fused_layers(dtype: torch.dtype, arch: str) -> None:
+    """The whole single-token step in one C++ call == the model's forward with fused layers, bit for bit: logits,
+    the greedy token and the cache entries it writes; an in-place weight edit reaches it."""
+    from albumen.llm.kernels.decode_ops import decode_ops_module
+
+    if decode_ops_module() is None:
+        pytest.skip("decode ops not built")
+    model = tiny_model(dtype=dtype, arch=arch, seed=3)
+    ids = torch.randint(0, 260, (1, 10), generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        model.setup_caches(1, 16)
+        model(ids[:, :4], torch.arange(4))
+        ref = [model(ids[:, t:t + 1], torch.tensor([t]))[:, -1] for t in range(4, 10)]  # (1, V) each
+        ref_k = model.model.layers[1].self_attn.kv_cache.k_cache[:, :, 4:10].clone()
+        model.model.layers[1].self_attn.kv_cache.k_cache.zero_()  # the plan must write what it reads
+        model(ids[:, :4], torch.arange(4))
+        plan = model.decode_plan()
+        assert plan is not None and plan.max_positions == 16
+        got = [plan.logits(int(ids[0, t]), t) for t in range(4, 10)]
+        assert [plan.argmax(int(ids[0, t]), t) for t in range(4, 10)] == [int(r.argmax()) for r in ref]
+        torch.testing.assert_close(model.model.layers[1].self_attn.kv_cache.k_cache[:, :, 4:10], ref_k, rtol=0, atol=0)
+        torch.testing.assert_close(torch.cat(got), torch.cat(ref), rtol=0, atol=0)
+        model.model.layers[0].mlp.down_proj.weight.mul_(2)  # as a LoRA merge does, in place
+        edited = model(ids[:, 9:10], torch.tensor([9]))[:, -1]
+        torch.testing.assert_close(plan.logits(int(ids[0, 9]), 9), edited, rtol=0, atol=0)
+        with pytest.raises(RuntimeError, match="beyond the cache"):
+            plan.logits(1, 16)
+        with pytest.raises(RuntimeError, match="out of range"):
+            plan.argmax(260, 3)
+
+
+def test_decode_plan_declines_what_must_run_as_modules() -> None:
+    """No plan without caches, with kernels off or fuse_model=False, with a hook, or with a swapped projection
+    (LoRA, quantization): those paths run module by module."""
+    from albumen.llm.kernels.decode_ops import decode_ops_module
+    from albumen.llm.model import use_decode_kernels
+
+    if decode_ops_module() is None:
+        pytest.skip("decode ops not built")
+    model = tiny_model()
+    with torch.inference_mode():
+        assert model.decode_plan() is None  # no caches
+        model.setup_caches(1, 8)
+        assert model.decode_plan() is not None
+        use_decode_kernels(model, fuse_model=False)
+        assert model.decode_plan() is None
+        use_decode_kernels(model, kernels=False)
+        assert model.decode_plan() is None
+        use_decode_kernels(model)
+        handle = model.model.layers[1].post_attention_layernorm.register_forward_pre_hook(lambda *_: None)
+        assert model.decode_plan() is None
+        handle.remove()
+        assert model.decode_plan() is not None
+        model.model.layers[0].self_attn.v_proj = type("Swapped", (torch.nn.Linear,), {})(64, 32, bias=False)
+        assert model.decode_plan() is None

@@ -6,11 +6,9 @@ loaded from there like any HF folder. This module only wires presets, weights an
 
 from __future__ import annotations
 
-import mmap
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from albumen.llm.model import Transformer
 from albumen.llm.presets import PRESETS, resolve_preset
@@ -18,7 +16,7 @@ from albumen.llm.tokenizer import HFTokenizer
 from albumen.llm.weights.cache import cached_dtype_variant, cached_folder_for_gguf
 from albumen.llm.weights.safetensors_io import load_folder
 
-__all__ = ["DTYPES", "default_models_dir", "load_model", "parse_dtype", "place_weights", "resolve_folder"]
+__all__ = ["DTYPES", "default_models_dir", "load_model", "parse_dtype", "resolve_folder"]
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 
@@ -79,37 +77,3 @@ def load_model(
     else:
         model = load_folder(folder, dtype)
     return model, HFTokenizer.from_folder(folder)
-
-
-_HUGE_PAGE = 2 << 20
-
-
-def _anonymous_copy(t: torch.Tensor, huge_pages: bool) -> torch.Tensor:
-    """``t``'s values in a fresh private anonymous mapping, aligned to 2 MiB, transparent huge pages advised."""
-    nbytes = t.numel() * t.element_size()
-    buf = mmap.mmap(-1, nbytes + _HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    if huge_pages and hasattr(mmap, "MADV_HUGEPAGE"):
-        buf.madvise(mmap.MADV_HUGEPAGE)
-    flat = torch.frombuffer(buf, dtype=torch.uint8)  # keeps the mapping alive as long as the tensor
-    skip = -flat.data_ptr() % _HUGE_PAGE
-    out = flat[skip:skip + nbytes].view(t.dtype).view(t.shape)
-    out.copy_(t)
-    return out
-
-
-def place_weights(model: nn.Module, min_bytes: int = 1 << 20, huge_pages: bool = True) -> int:
-    """Move every parameter of at least ``min_bytes`` into its own aligned anonymous memory; returns how many.
-
-    Decoding streams every weight once per token, so where the weights lie decides its speed. Memory-mapped
-    safetensors tensors start wherever the file header ends (the converted fp32 cache: 24 bytes past a cache line,
-    so every 64-byte load of the dense kernel straddles two lines) and sit on 4 KiB pages of the page cache. The copy
-    is 2 MiB-aligned with transparent huge pages advised (``madvise``; the kernel may decline). Measured in
-    ``benchmarks/llm_decode.py --phase memory`` (docs/llm.md). Costs one read of the weights at load time; the
-    memory-mapped originals are released when nothing else holds them. Tied weights stay tied (one Parameter).
-    """
-    count = 0
-    for p in model.parameters():  # each Parameter once (tied ones are one object)
-        if p.numel() * p.element_size() >= min_bytes and p.device.type == "cpu":
-            p.data = _anonymous_copy(p.data, huge_pages)
-            count += 1
-    return count
