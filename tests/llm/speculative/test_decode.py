@@ -111,7 +111,7 @@ def _exact_joint(target, prompt: list[int], cfg: SamplingConfig, vocab: int) -> 
     return joint
 
 
-@pytest.mark.parametrize("kind", ["model", "lookup", "head"])
+@pytest.mark.parametrize("kind", ["model", "model-vocab", "lookup", "head"])
 def test_sampled_output_has_the_target_distribution(kind: str) -> None:
     vocab, draws = 5, 1200
     target = _peaky(0, vocab)
@@ -123,7 +123,10 @@ def test_sampled_output_has_the_target_distribution(kind: str) -> None:
         head = DraftHead(HeadConfig.for_target(target.args, "tiny", intermediate_size=32), torch.arange(vocab))
         drafter = HeadDrafter(head.eval())
     else:
-        drafter = ModelDrafter(_noisy_copy(target, 7)) if kind == "model" else LookupDrafter()
+        # model-vocab: a draft vocabulary {0, 1, 3} plus the prompt's token 2; token 4 is never drafted
+        vocab_ids = torch.tensor([0, 1, 3]) if kind == "model-vocab" else None
+        drafter = (ModelDrafter(_noisy_copy(target, 7), vocab=vocab_ids) if kind.startswith("model")
+                   else LookupDrafter())
     spec = SpeculativeConfig(k=2, adaptive=False)
     torch.manual_seed(0)
     counts = torch.zeros(vocab, vocab)

@@ -51,3 +51,18 @@ def test_chain_is_exact_and_uses_both(seed: int) -> None:
     got = list(speculative_decode(target, chain, prompt, cfg, SpeculativeConfig(k=3, adaptive=False), stats=stats))
     assert got == expected
     assert "tokens per target step" in describe(stats, 100.0) and "speed-up" in describe(stats, 100.0)
+
+
+def test_model_specs_choose_the_draft_vocabulary(tmp_path: Path) -> None:
+    from albumen.llm.speculative.factory import default_vocab_path
+    from albumen.llm.speculative.vocab import save_draft_vocab
+
+    target = tiny_model()
+    load = lambda name: tiny_model(seed=1)  # noqa: E731
+    assert make_drafter("model:x", target, load=load).vocab is None  # no vocabulary for this family
+    save_draft_vocab(tmp_path / "v.json", torch.tensor([3, 1, 2]), {})
+    drafter = make_drafter(f"model:x:{tmp_path / 'v.json'}", target, load=load)
+    assert drafter.vocab.tolist() == [1, 2, 3]
+    assert default_vocab_path("qwen2.5-0.5b") is not None  # the shipped Qwen2.5 vocabulary
+    assert make_drafter("model:qwen2.5-0.5b:full", target, load=load).vocab is None
+    assert make_drafter("model:qwen2.5-0.5b", target, load=load).vocab.numel() > 30000

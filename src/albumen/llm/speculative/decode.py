@@ -23,6 +23,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -92,13 +93,19 @@ def _verify(
 _NO_DRAFT = Draft([])
 
 
-def _plain_step(target: Transformer, tokens: Sequence[int], pos: int, cfg: SamplingConfig,
+def _plain_step(target: Transformer, plan: Any | None, tokens: Sequence[int], pos: int, cfg: SamplingConfig,
                 gen: torch.Generator | None) -> int:
-    """One plain decode step (k = 0), through the same functions ``generate_tokens`` calls: the last accepted token
-    at ``pos`` -> the next token, sampled exactly as ``sample`` does (repetition penalty over ``tokens``)."""
-    logits = decode_one_token(target, torch.tensor([[tokens[-1]]]), pos)  # (1, V)
-    seen = torch.tensor([tokens]) if cfg.repetition_penalty != 1.0 else None
-    return int(sample(logits, cfg, gen, seen)[0])
+    """One plain decode step (k = 0), as ``generate_tokens`` takes it: the last accepted token at ``pos`` -> the next
+    token, through the target's single-call decode plan where it has one (``Transformer.decode_plan``; greedy
+    without a penalty picks in C++), sampled exactly as ``sample`` does (repetition penalty over ``tokens``)."""
+    penalize = cfg.repetition_penalty != 1.0
+    if plan is not None and cfg.greedy and not penalize:
+        return int(plan.argmax(tokens[-1], pos))
+    if plan is not None:
+        logits = plan.logits(tokens[-1], pos)  # (1, V)
+    else:
+        logits = decode_one_token(target, torch.tensor([[tokens[-1]]]), pos)  # (1, V)
+    return int(sample(logits, cfg, gen, torch.tensor([tokens]) if penalize else None)[0])
 
 
 _COSTS: weakref.WeakKeyDictionary[Drafter, tuple[int, StepCosts]] = weakref.WeakKeyDictionary()
@@ -157,6 +164,9 @@ def speculative_decode(
                 return
             tokens.append(first)
             yield first
+            # None where the target runs module by module (quantized, LoRA, packed bf16 linears, or a drafter's
+            # feature hook: the head needs the k = 0 steps' hidden states too).
+            plan = target.decode_plan() if hasattr(target, "decode_plan") else None
             t0 = time.perf_counter()
             while stats.new_tokens < cfg.max_new_tokens:
                 # Never draft past max_new_tokens or the cache: the target's own token always comes on top.
@@ -166,7 +176,7 @@ def speculative_decode(
                 if k <= 0:  # plain step: exactly what plain decoding runs, no drafter and no block bookkeeping
                     t_verify = t_draft
                     draft = _NO_DRAFT
-                    n, token = 0, _plain_step(target, tokens, pos, cfg, gen)
+                    n, token = 0, _plain_step(target, plan, tokens, pos, cfg, gen)
                 else:
                     draft = drafter.propose(tokens, k, cfg, gen)
                     draft = Draft(draft.tokens[:k], None if draft.probs is None else draft.probs[:k])

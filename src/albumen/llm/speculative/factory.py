@@ -1,7 +1,9 @@
 """Building a drafter from a short spec (what ``albumen llm generate --speculative`` takes) and describing a run.
 
 Specs: ``lookup`` (prompt n-grams), ``head`` (the trained head for the target, from ``assets/drafters``),
-``head:PATH`` (a head file), ``model:NAME`` (a smaller model with the same tokenizer, loaded through ``load``), and
+``head:PATH`` (a head file), ``model:NAME`` (a smaller model with the same tokenizer, loaded through ``load``; its
+LM head restricted to the draft vocabulary in ``assets/drafters`` for its tokenizer family when there is one, see
+vocab.py), ``model:NAME:full`` (the whole vocabulary), ``model:NAME:PATH.json`` (another draft vocabulary), and
 chains such as ``lookup+head`` (the first drafter with a proposal wins).
 This module knows drafter names and where trained heads live; loading models is the caller's ``load`` callable.
 """
@@ -15,9 +17,10 @@ from albumen.llm.model import Transformer
 from albumen.llm.speculative.decode import SpeculativeStats
 from albumen.llm.speculative.drafters.base import Drafter
 
-__all__ = ["default_head_path", "describe", "make_drafter"]
+__all__ = ["default_head_path", "default_vocab_path", "describe", "make_drafter"]
 
 _HEADS = {"smollm2-135m": "smollm2-135m-head.safetensors"}
+_VOCABS = {"qwen2.5": "qwen2.5.vocab.json"}  # draft vocabularies by tokenizer family (preset name prefix)
 
 
 def drafters_dir() -> Path:
@@ -32,6 +35,15 @@ def default_head_path(target_name: str) -> Path:
         raise ValueError(f"no trained draft head for {target_name!r} (heads exist for: {', '.join(_HEADS)}); "
                          "pass head:PATH, or use lookup / model:NAME")
     return drafters_dir() / _HEADS[key]
+
+
+def default_vocab_path(draft_name: str) -> Path | None:
+    """The draft vocabulary for a draft model's preset name (``qwen2.5-0.5b`` -> the Qwen2.5 one), or None."""
+    key = Path(str(draft_name)).name.lower()
+    for prefix, file in _VOCABS.items():
+        if key.startswith(prefix) and (drafters_dir() / file).is_file():
+            return drafters_dir() / file
+    return None
 
 
 def make_drafter(
@@ -62,9 +74,14 @@ def make_drafter(
         if load is None:
             raise ValueError("model:NAME needs a way to load the draft model")
         from albumen.llm.speculative.drafters.model import ModelDrafter
+        from albumen.llm.speculative.vocab import load_draft_vocab
 
-        return ModelDrafter(load(arg), name=f"model:{arg}")
-    raise ValueError(f"unknown drafter {spec!r}; use lookup, head, head:PATH, model:NAME or a chain like lookup+head")
+        name, _, option = arg.rpartition(":") if arg.endswith((":full", ".json")) else (arg, "", "")
+        vocab_path = None if option == "full" else Path(option) if option else default_vocab_path(name)
+        vocab = load_draft_vocab(vocab_path) if vocab_path is not None else None
+        return ModelDrafter(load(name), name=f"model:{arg}", vocab=vocab)
+    raise ValueError(f"unknown drafter {spec!r}; use lookup, head, head:PATH, model:NAME[:full|:VOCAB.json] or a "
+                     "chain like lookup+head")
 
 
 def describe(stats: SpeculativeStats, plain_tokens_per_s: float | None = None) -> str:

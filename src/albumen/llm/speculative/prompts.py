@@ -46,6 +46,20 @@ _TOPICS_TRAIN = (
     "a camping trip", "recycling at home", "a secret garden", "the life of a honeybee", "running a marathon",
     "a family dinner", "an island adventure", "how clocks work", "a kite festival", "the desert at sunrise",
     "saving money", "a chess game", "a museum visit", "cooking pasta", "a thunderstorm", "a quiet library",
+    # added for a second round of open-ended head data (more topics, no overlap with _TOPICS_BENCH)
+    "a hike to a waterfall", "learning to swim", "a neighbourhood bakery", "how volcanoes erupt", "a road trip",
+    "a school science fair", "the first snow of winter", "a fishing boat at dawn", "a wedding day",
+    "how plants drink water", "a football match", "a mountain cabin", "an ice cream shop", "a long flight",
+    "the history of maps", "a street musician", "a country fair", "a lost kitten", "how bread rises",
+    "a visit to the zoo", "a night under the stars", "a garage sale", "the sound of rain on a roof",
+    "a retirement party", "a ferry crossing", "how bees make honey", "an apple orchard", "a power cut",
+    "moving to a new city", "a jazz concert", "a beach at low tide", "a family reunion", "how a camera works",
+    "a harvest festival", "the Eiffel Tower", "a forest after rain", "a child's first words", "a ski holiday",
+    "a flower market", "the tides", "a village church", "a picnic by the lake", "the life of a lighthouse",
+    "a thrift store find", "a hot air balloon ride", "a rainy day indoors", "a spring cleaning",
+    "a grandfather's workshop", "a carnival at night", "how trains run on time", "a coral reef",
+    "a mountain pass", "a surprise visit", "a local library", "how to plan a trip", "the first day of spring",
+    "a bike ride by the sea", "a quiet morning coffee", "a castle ruin", "an afternoon at the museum",
 )
 _TOPICS_BENCH = (
     "a walk along the river", "a grandmother's recipe", "the northern lights", "building a sandcastle",

@@ -5,6 +5,10 @@ so far and re-feeds only from the first difference (rolling back is decoding aga
 drafts the target accepted are never recomputed. Drafts are drawn from the draft model's distribution under the same
 sampling settings as the target (argmax when greedy) and reported with their probabilities.
 
+With a draft vocabulary (vocab.py) the draft model's LM head is swapped, for the sequence, for one restricted to those
+ids plus the prompt's own tokens: a draft step then reads a fraction of the head's rows. Tokens outside are never
+drafted; under sampling q is the softmax over the restricted set (zero elsewhere), so the rule stays exact.
+
 This module knows nothing about model files: pass a loaded ``Transformer``.
 """
 
@@ -13,12 +17,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 
-from albumen.llm.model import Transformer
+from albumen.llm.model import Transformer, use_decode_linears
 from albumen.llm.sampling import SamplingConfig, logits_to_probs
 from albumen.llm.speculative.drafters.base import Draft
 
-__all__ = ["ModelDrafter", "parameter_cost"]
+__all__ = ["ModelDrafter", "parameter_cost", "restrict_vocab"]
 
 
 def parameter_cost(draft: Transformer, target: Transformer) -> float:
@@ -37,15 +42,53 @@ def parameter_cost(draft: Transformer, target: Transformer) -> float:
     return min(1.0, weight_bytes(draft) / max(1, weight_bytes(target)))
 
 
+def _head_rows(lm_head: nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    """(len(ids), D) float rows of an LM head: plain, quantized (dequantized rows) or LoRA-wrapped (its base)."""
+    if hasattr(lm_head, "rows"):
+        return lm_head.rows(ids)
+    base = getattr(lm_head, "base", None)
+    if isinstance(base, nn.Module):
+        return _head_rows(base, ids)
+    weight = getattr(lm_head, "weight", None)
+    if isinstance(weight, torch.Tensor) and weight.dim() == 2:
+        return weight[ids]
+    raise TypeError(f"cannot read rows from the LM head {type(lm_head).__name__}")
+
+
+def restrict_vocab(model: Transformer, vocab: torch.Tensor) -> nn.Module:
+    """An LM head for ``model`` over ``vocab`` (Vd,) only: (..., D) -> (..., Vd) logits, in the head's format
+    (a quantized head stays quantized with its scheme, a float head stays float, on the decode kernels)."""
+    lm_head = model.lm_head
+    n = int(vocab.numel())
+    # Rows padded to a multiple of 16 (copies of the first; sliced off below): the int4 kernel needs N % 16 == 0.
+    padded = torch.cat([vocab, vocab[:1].expand(-n % 16)])
+    rows = _head_rows(lm_head, padded)  # (Vp, D)
+    dtype = model.model.norm.weight.dtype
+    linear = nn.Linear(rows.shape[1], rows.shape[0], bias=False, dtype=torch.float32)
+    linear.weight = nn.Parameter(rows.float().contiguous(), requires_grad=False)
+    scheme = getattr(lm_head, "scheme", None)
+    if scheme is not None and hasattr(type(lm_head), "from_float"):
+        small: nn.Module = type(lm_head).from_float(linear, scheme)
+    else:
+        small = linear.to(dtype)
+        use_decode_linears(small)
+    return (small if padded.numel() == n else _FirstColumns(small, n)).eval()
+
+
 class ModelDrafter:
     """Drafts with a small causal LM that shares the target's vocabulary."""
 
-    def __init__(self, model: Transformer, name: str = "model", cost: float | None = None) -> None:
+    def __init__(self, model: Transformer, name: str = "model", cost: float | None = None,
+                 vocab: torch.Tensor | None = None) -> None:
         self.model = model
         self.name = name
         self._cost = cost
         self.cost = cost if cost is not None else 0.25
         self._fed: list[int] = []  # the tokens whose keys/values sit in the draft cache, by position
+        self.vocab = None if vocab is None else torch.unique(vocab.long())  # (Vd,) static draft vocabulary
+        self._ids: torch.Tensor | None = None  # (Vs,) the ids the swapped-in head scores this sequence
+        self._full_head: nn.Module | None = None
+        self._static_head: nn.Module | None = None
 
     def start(self, target: Transformer, prompt_ids: Sequence[int], max_seq_len: int) -> None:
         if self.model.args.vocab_size != target.args.vocab_size:
@@ -53,6 +96,8 @@ class ModelDrafter:
                              f"target's ({target.args.vocab_size}): they must share a tokenizer")
         if self._cost is None:
             self.cost = parameter_cost(self.model, target)
+        if self.vocab is not None:
+            self._swap_head(prompt_ids)
         self.model.setup_caches(1, min(max_seq_len, self.model.args.max_seq_len))
         self._fed = []
         if len(prompt_ids) > 1:  # prefill the prompt with the target's (so it counts in the time to first token)
@@ -61,7 +106,38 @@ class ModelDrafter:
             self._fed = list(prompt_ids[:-1])
 
     def finish(self) -> None:
-        pass
+        if self._full_head is not None:  # the draft model gets its own head back
+            self.model.lm_head = self._full_head
+            self._full_head = None
+        self._ids = None
+
+    def _swap_head(self, prompt_ids: Sequence[int]) -> None:
+        """Score only the draft vocabulary plus the prompt's tokens this sequence (rows: static set, then extras)."""
+        assert self.vocab is not None
+        full = self._full_head if self._full_head is not None else self.model.lm_head
+        if self._static_head is None:
+            self._static_head = restrict_vocab(self.model, self.vocab)
+        prompt = torch.unique(torch.tensor(list(prompt_ids), dtype=torch.long))
+        extra = prompt[~torch.isin(prompt, self.vocab) & (prompt < self.model.args.vocab_size)]
+        head = self._static_head
+        if extra.numel():
+            self.model.lm_head = full
+            head = _ConcatHead(self._static_head, restrict_vocab(self.model, extra))
+        self._ids = torch.cat([self.vocab, extra])  # (Vs,) row i of the head scores token _ids[i]
+        self._full_head = full
+        self.model.lm_head = head
+
+    def _choose(self, logits: torch.Tensor, cfg: SamplingConfig,
+                generator: torch.Generator | None) -> tuple[int, torch.Tensor | None]:
+        """(token, q (V,) or None) from the draft logits (1, V), or (1, Vs) over ``_ids`` with a draft vocabulary."""
+        if cfg.greedy:  # greedy verification never reads q
+            index = int(logits.argmax(-1))
+            return (index if self._ids is None else int(self._ids[index])), None
+        if self._ids is not None:  # the restricted distribution, zero outside the draft vocabulary
+            full = torch.full((1, self.model.args.vocab_size), float("-inf"), dtype=torch.float32)
+            logits = full.index_copy_(1, self._ids, logits.float())
+        q = logits_to_probs(logits, cfg)  # (1, V)
+        return int(torch.multinomial(q, 1, generator=generator)), q[0]
 
     def _valid_prefix(self, tokens: Sequence[int]) -> int:
         n = min(len(self._fed), len(tokens))
@@ -84,14 +160,33 @@ class ModelDrafter:
         drafted: list[int] = []
         probs: list[torch.Tensor] = []
         for i in range(k):
-            if cfg.greedy:  # greedy verification never reads q
-                token = int(logits.argmax(-1))
-            else:
-                q = logits_to_probs(logits, cfg)  # (1, V)
-                token = int(torch.multinomial(q, 1, generator=generator))
-                probs.append(q[0])
+            token, q = self._choose(logits, cfg, generator)
+            if q is not None:
+                probs.append(q)
             drafted.append(token)
             if i + 1 < k:
                 logits = self.model(torch.tensor([[token]]), torch.tensor([base + i]))[:, -1]
                 self._fed.append(token)
         return Draft(drafted, torch.stack(probs) if probs else None)  # probs: (k, V) when sampling
+
+
+class _FirstColumns(nn.Module):
+    """A head whose output keeps only its first ``n`` logits: (..., D) -> (..., n)."""
+
+    def __init__(self, head: nn.Module, n: int) -> None:
+        super().__init__()
+        self.head, self.n = head, n
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x)[..., : self.n]
+
+
+class _ConcatHead(nn.Module):
+    """Two heads side by side: (..., D) -> (..., V1 + V2)."""
+
+    def __init__(self, first: nn.Module, second: nn.Module) -> None:
+        super().__init__()
+        self.first, self.second = first, second
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.first(x), self.second(x)], dim=-1)

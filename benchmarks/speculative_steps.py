@@ -1,0 +1,120 @@
+"""Where a speculative step's time goes: the target's verification of 1..k_max+1 rows and one draft token of a draft
+model, full vocabulary or restricted to a draft vocabulary, measured side by side (rounds rotate the order; medians).
+
+    HELPER=spec /tmp/albumen-tools/heavy -t 300 -- .venv/bin/python benchmarks/speculative_steps.py \\
+        --target qwen2.5-1.5b --draft qwen2.5-0.5b --dtype bfloat16 [--target-dir DIR] [--draft-dir DIR]
+
+``--target-dir`` / ``--draft-dir`` load a saved (e.g. int4) checkpoint folder instead of the preset. Prints
+milliseconds per call and the ratios to one plain target step (what the draft-length controller weighs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from albumen.llm.loading import load_model
+from albumen.llm.model import Transformer
+from albumen.llm.speculative.drafters.model import restrict_vocab
+from albumen.llm.speculative.vocab import load_draft_vocab
+from speculative import packed_rows  # benchmarks/speculative.py (this script's folder is on sys.path)
+
+
+def _time(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _prefilled(model: Transformer, n: int) -> None:
+    model.setup_caches(1, 512)
+    with torch.inference_mode():
+        model(torch.arange(100, 100 + n)[None], torch.arange(n), last_only=True)
+
+
+def run(args: argparse.Namespace) -> dict[str, float]:
+    torch.set_num_threads(args.threads)
+    target = load_model(args.target_dir or args.target, args.dtype)[0]
+    draft = load_model(args.draft_dir or args.draft, args.dtype)[0]
+    ctx = 64
+    _prefilled(target, ctx)
+    if args.packed_rows:
+        print(f"--packed-rows: {packed_rows(target)} target linears verify 2..8 rows on the packed copy")
+    _prefilled(draft, ctx)
+    vocab = load_draft_vocab(args.vocab) if args.vocab else None
+    small = restrict_vocab(draft, vocab) if vocab is not None else None
+    full_head = draft.lm_head
+    calls: dict[str, Callable[[], object]] = {}
+    for t in range(1, args.k_max + 2):
+        ids, pos = torch.arange(200, 200 + t)[None], torch.arange(ctx, ctx + t)
+        calls[f"verify {t} rows"] = lambda ids=ids, pos=pos: target(ids, pos)
+    one, p = torch.tensor([[300]]), torch.tensor([ctx])
+
+    def draft_step(head: torch.nn.Module) -> Callable[[], object]:
+        def step() -> object:
+            draft.lm_head = head
+            try:
+                return draft(one, p)[:, -1].argmax(-1)
+            finally:
+                draft.lm_head = full_head
+        return step
+
+    calls["draft token (full vocab)"] = draft_step(full_head)
+    if small is not None:
+        calls[f"draft token ({len(vocab)} vocab)"] = draft_step(small)
+    calls["draft body (no head)"] = draft_step(torch.nn.Identity())
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    names = list(calls)
+    with torch.inference_mode():
+        for name in names:  # warm-up: packs, kernels
+            calls[name]()
+        for r in range(args.repeats):
+            for name in names[r % len(names):] + names[: r % len(names)]:
+                times[name].append(_time(calls[name]))
+    med = {name: 1e3 * statistics.median(ts) for name, ts in times.items()}
+    with torch.inference_mode():  # is row 0 of a block scored as a single row is? (token-identical output needs it)
+        ids, pos = torch.arange(200, 200 + args.k_max + 1)[None], torch.arange(ctx, ctx + args.k_max + 1)
+        block = target(ids, pos)[0].float()  # (k+1, V)
+        single = torch.stack([target(ids[:, i : i + 1], pos[i : i + 1])[0, 0].float() for i in range(len(pos))])
+    diff = float((block - single).abs().max())
+    same = int((block.argmax(-1) == single.argmax(-1)).sum())
+    med["block_vs_single_max_abs_diff"] = diff
+    base = med["verify 1 rows"]
+    print(f"target {args.target_dir or args.target}, draft {args.draft_dir or args.draft}, {args.dtype}, "
+          f"{args.threads} thread(s), {args.repeats} rounds, context {ctx}")
+    for name, ts in times.items():
+        ms = med[name]
+        print(f"{name:28} {ms:8.2f} ms  {ms / base:5.2f}x a plain target step")
+    print(f"a block of {len(pos)} rows vs the same rows one at a time: max |logit difference| {diff:.3g}, "
+          f"argmax equal in {same}/{len(pos)} rows")
+    return med
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--target", default="qwen2.5-1.5b")
+    p.add_argument("--draft", default="qwen2.5-0.5b")
+    p.add_argument("--target-dir", default=None)
+    p.add_argument("--draft-dir", default=None)
+    p.add_argument("--vocab", default=None, help="a draft vocabulary file (assets/drafters/*.vocab.json)")
+    p.add_argument("--dtype", default="bfloat16")
+    p.add_argument("--packed-rows", action="store_true", help="diagnosis: the proposed engine routing for 2..8 rows")
+    p.add_argument("--k-max", type=int, default=7)
+    p.add_argument("--repeats", type=int, default=9)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args()
+    med = run(args)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, "ms": med}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
