@@ -8,7 +8,9 @@ Default: SmolLM2-135M (fp32) as the target, drafters ``lookup`` and ``head`` (th
 ``--large``: Qwen2.5-1.5B as the target with Qwen2.5-0.5B (``model:qwen2.5-0.5b``) and ``lookup``; ``--quant`` quantizes
 target and draft (batch-invariant kernels, see speculative/invariance.py), ``--draft-quant`` only the draft (e.g. a
 bf16 target verifying an int4 draft); ``--llama-cpp`` adds llama.cpp's plain decoding of the same GGUF as a peer.
-``--k0`` adds each drafter forced to k = 0 (the floor), ``--sets`` picks the prompt sets (to split long runs).
+``--k0`` adds each drafter forced to k = 0 (the floor), ``--fixed-k 2,3`` each drafter at fixed draft lengths (no
+controller), ``--sets`` picks the prompt sets (to split long runs). ``--packed-rows`` is an A/B of a proposed engine
+change (bf16 verification blocks on oneDNN's packed weights, see ``packed_rows``).
 
 Greedy decoding (so outputs must be token-identical: checked and reported). For every prompt the methods run in a
 rotating order (plain, drafter 1, drafter 2, then drafter 1, drafter 2, plain, ...), ``--repeats`` times; a method's
@@ -141,11 +143,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # A method is a drafter with a draft-length policy; "<drafter>@k0" forces k = 0 (the floor: what speculation costs
     # when it never drafts).
     policies = {name: (d, spec) for name, d in drafters.items()}
-    if args.k0:
-        policies.update({f"{name}@k0": (d, SpeculativeConfig(k=0, adaptive=False)) for name, d in drafters.items()})
+    fixed = ([0] if args.k0 else []) + [int(k) for k in args.fixed_k.split(",") if k]
+    for k in fixed:  # "<drafter>@k<k>": a fixed draft length (k = 0: what speculation costs when it never drafts)
+        policies.update({f"{name}@k{k}": (d, SpeculativeConfig(k=k, adaptive=False)) for name, d in drafters.items()})
     methods = ["plain", *policies]
     rows: list[dict[str, Any]] = []
     _plain(target, tok, "Hello", SamplingConfig(max_new_tokens=4))  # warm-up
+    for drafter, policy in policies.values():  # first use: kernel layouts, restricted heads, draft caches
+        _spec(target, tok, drafter, "Tell me about a day at the beach.", SamplingConfig(max_new_tokens=16), policy)
     for set_name, prompts in sets.items():
         for i, prompt in enumerate(prompts):
             runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
@@ -201,7 +206,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         from albumen.llm.presets import resolve_preset
         from albumen.llm.loading import default_models_dir
 
-        gguf = resolve_preset(args.target, default_models_dir(), install=False)
+        gguf = resolve_preset(args.peer or args.target, default_models_dir(), install=False)
         result["llama_cpp_plain"] = _llama_cpp_peer(gguf, [p for ps in sets.values() for p in ps], args.max_new_tokens,
                                                           args.threads)
     return result
@@ -224,8 +229,10 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads; on the shared 2-core machine one thread is several times faster than two")
     p.add_argument("--llama-cpp", action="store_true")
+    p.add_argument("--peer", default=None, help="the preset whose GGUF llama.cpp decodes (default: --target)")
     p.add_argument("--sets", default="grounded,open", help="prompt sets to run (grounded, open)")
     p.add_argument("--k0", action="store_true", help="also run each drafter forced to k = 0 (the speculation floor)")
+    p.add_argument("--fixed-k", default="", help="also run each drafter at these fixed draft lengths, e.g. 2,3")
     p.add_argument("--packed-rows", action="store_true",
                    help="A/B of a proposed engine change: bf16 blocks of 2..8 rows on oneDNN's packed weight copy")
     p.add_argument("--json", type=Path, default=None)

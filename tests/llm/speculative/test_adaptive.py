@@ -144,3 +144,41 @@ def test_a_new_sequence_starts_from_the_last_rate() -> None:
     assert poor.rate < 0.1 < 0.9 < good.rate
     assert AdaptiveDraftLength(SpeculativeConfig(k=4), 0.0, FakeClock(), poor).next_k() == 0
     assert AdaptiveDraftLength(SpeculativeConfig(k=4), 0.0, FakeClock(), good).next_k() >= 4
+
+
+def test_catch_up_after_plain_steps_is_not_a_per_token_draft_cost() -> None:
+    """A drafter that is slow only when it resumes after plain steps (a draft model catching up) must not look
+    slow per drafted token: otherwise it would idle longer, catch up more, and never draft again."""
+    import time
+
+    from albumen.llm.sampling import SamplingConfig
+    from albumen.llm.speculative.decode import _shared_costs, speculative_decode
+    from albumen.llm.testing import tiny_model
+
+    from .conftest import OracleDrafter, plain_tokens
+
+    target = tiny_model(seed=3)
+    prompt = [5, 6, 7]
+    cfg = SamplingConfig(max_new_tokens=24, ignore_eos=True)
+    expected = plain_tokens(target, prompt, cfg)
+
+    class SlowToResume(OracleDrafter):
+        def __init__(self) -> None:
+            super().__init__(expected, len(prompt))
+            self.last: int | None = None
+            self.catch_ups = 0
+
+        def propose(self, tokens, k, cfg, generator):  # noqa: ANN001
+            if self.last is not None and len(tokens) - self.last > k + 1:  # tokens it never saw: catch up
+                time.sleep(0.2)
+                self.catch_ups += 1
+            self.last = len(tokens)
+            return super().propose(tokens, k, cfg, generator)
+
+    drafter = SlowToResume()
+    spec = SpeculativeConfig(k=2)
+    assert list(speculative_decode(target, drafter, prompt, cfg, spec)) == expected
+    costs = _shared_costs(drafter, target, spec)
+    assert costs is not None and drafter.catch_ups > 0
+    # Had a 0.2 s catch-up been counted, the per-token mean would be >= 0.2 * 0.3 / 7 (EWMA weight, k_max).
+    assert costs.draft_tok_s is None or costs.draft_tok_s < 0.005

@@ -9,7 +9,9 @@ bookkeeping included: index updates, cache catch-up). k = 0 is plain decoding.
 Costs are measured online: the decoding loop reports each step's draft and verify durations (``update``), timed with
 ``clock`` (default ``time.perf_counter``; tests pass a fake clock). V is an exponentially weighted mean per block size;
 sizes not seen yet are interpolated linearly between measured sizes, or extrapolated from the nearest one with the
-prior shape 1 + v k; D is k times an exponentially weighted mean draft time per drafted token. The first step of a
+prior shape 1 + v k; D is k times an exponentially weighted mean draft time per drafted token (the loop leaves out
+a draft right after plain steps: it includes the drafter's one-off catch-up on the tokens it missed, e.g. a draft
+model re-feeding them, which is not what drafting on costs). The first step of a
 controller with no measurements is a plain one (k = 0), so that speculation is always judged against a measured plain
 step (on a small model a block of 2 rows can cost 1.6x one row, far from the prior). The measured costs (``StepCosts``)
 outlive one sequence: the loop keeps them per drafter and target, together with the running acceptance rate, and a

@@ -168,6 +168,7 @@ def speculative_decode(
             # feature hook: the head needs the k = 0 steps' hidden states too).
             plan = target.decode_plan() if hasattr(target, "decode_plan") else None
             t0 = time.perf_counter()
+            idle = False  # the last step was a plain one: the drafter first catches up on the tokens it missed
             while stats.new_tokens < cfg.max_new_tokens:
                 # Never draft past max_new_tokens or the cache: the target's own token always comes on top.
                 k = min(control.next_k(), cfg.max_new_tokens - stats.new_tokens - 1)
@@ -192,9 +193,14 @@ def speculative_decode(
                 stats.accepted += n
                 stats.draft_lengths.append(len(draft))
                 if spec.measure:  # measured costs steer the draft length (never the output)
-                    control.update(len(draft), n, t_verify - t_draft, t_done - t_verify)
+                    # A draft after plain steps includes a one-off catch-up (a draft model re-feeds every token
+                    # since it last ran): not the per-token cost of drafting on. Counting it would make a drafter
+                    # look dearer the longer it idles, and keep it idle.
+                    draft_s = None if idle else t_verify - t_draft
+                    control.update(len(draft), n, draft_s, t_done - t_verify)
                 else:
                     control.update(len(draft), n)
+                idle = not len(draft)
                 for t in [*draft.tokens[:n], token]:
                     stats.new_tokens += 1
                     stats.decode_s = time.perf_counter() - t0

@@ -55,6 +55,20 @@ def _head_rows(lm_head: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     raise TypeError(f"cannot read rows from the LM head {type(lm_head).__name__}")
 
 
+def _sliced_quantized(lm_head: nn.Module, ids: torch.Tensor) -> nn.Module | None:
+    """The rows ``ids`` of an int4 / int8 head as a module of the same class (codes and scales sliced, not
+    re-quantized: the same weights, in milliseconds), or None for other heads."""
+    from albumen.llm.quant.linear import Int4Linear, Int8Linear
+
+    if type(lm_head) not in (Int4Linear, Int8Linear) or lm_head.bias is not None:
+        return None
+    small = type(lm_head).empty(lm_head.in_features, int(ids.numel()), lm_head.scheme, bias=False)
+    for name, buf in lm_head.named_buffers(recurse=False):
+        if buf is not None and buf.dim() >= 1 and buf.shape[0] == lm_head.out_features:
+            setattr(small, name, buf[ids].clone())
+    return small
+
+
 def restrict_vocab(model: Transformer, vocab: torch.Tensor) -> nn.Module:
     """An LM head for ``model`` over ``vocab`` (Vd,) only: (..., D) -> (..., Vd) logits, in the head's format
     (a quantized head stays quantized with its scheme, a float head stays float, on the decode kernels)."""
@@ -67,8 +81,11 @@ def restrict_vocab(model: Transformer, vocab: torch.Tensor) -> nn.Module:
     linear = nn.Linear(rows.shape[1], rows.shape[0], bias=False, dtype=torch.float32)
     linear.weight = nn.Parameter(rows.float().contiguous(), requires_grad=False)
     scheme = getattr(lm_head, "scheme", None)
-    if scheme is not None and hasattr(type(lm_head), "from_float"):
-        small: nn.Module = type(lm_head).from_float(linear, scheme)
+    sliced = _sliced_quantized(lm_head, padded)
+    if sliced is not None:
+        small: nn.Module = sliced
+    elif scheme is not None and hasattr(type(lm_head), "from_float"):
+        small = type(lm_head).from_float(linear, scheme)
     else:
         small = linear.to(dtype)
         use_decode_linears(small)
