@@ -28,7 +28,8 @@ def test_int4_matches_dequantized_weight(n: int, k: int, group: int, symmetric: 
     zero_or_none = None if symmetric else zero
     wd = dequantize_int4(q, scale.bfloat16().float(), None if symmetric else zero.bfloat16().float(), group)
     layout = qg.pack_q4(q, scale, zero_or_none, group)
-    assert layout.codes.shape == (n, k // 2)  # the layout is exactly as large as the nibbles
+    meta = (1 if symmetric else 2) * 2 * (k // group)  # bf16 scale (+ zero) per group
+    assert layout.blocks.numel() == -(-n // 4) * 4 * (k // 2 + meta)  # nibbles + metadata, rows padded to blocks of 4
     bias = torch.randn(n, generator=g)
     for m in range(1, 9):
         x = torch.randn(m, k, generator=g)
@@ -86,3 +87,16 @@ def test_bad_inputs_are_clear_errors() -> None:
 def test_switched_off_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ALBUMEN_KERNELS", "0")
     assert not qg.quant_gemv_available()
+
+
+def test_row_slices_of_a_layout_are_layouts() -> None:
+    g = torch.Generator().manual_seed(3)
+    q, s, z = quantize_int4(torch.randn(40, 576, generator=g) * 0.02, 32, False)  # a ragged last chunk (18 groups)
+    whole = qg.pack_q4(q, s, z, 32)
+    x = torch.randn(2, 576, generator=g)
+    for lo, hi in ((0, 16), (16, 28), (28, 40)):
+        part = whole.rows(lo, hi)
+        assert torch.equal(part.blocks, qg.pack_q4(q[lo:hi], s[lo:hi], z[lo:hi], 32).blocks)
+        assert torch.equal(qg.q4_linear(x, part), qg.q4_linear(x, whole)[:, lo:hi])  # rows are independent
+    with pytest.raises(ValueError, match="blocks"):
+        whole.rows(2, 16)

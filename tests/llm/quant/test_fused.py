@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from albumen.llm.kernels.decode_ops import decode_ops_module
-from albumen.llm.quant import QuantConfig, quantize_model
+from albumen.llm.kernels import quant_gemv as qg
+from albumen.llm.quant import QuantConfig, quantize_model, set_kernel
 from albumen.llm.quant.checkpoint import load_quantized, save_quantized
 from albumen.llm.quant.fused import FusedInt4Layer, disable_fused_decode, enable_fused_decode
 from albumen.llm.testing import tiny_model
@@ -14,11 +15,21 @@ from albumen.llm.testing import tiny_model
 pytestmark = pytest.mark.skipif(decode_ops_module() is None, reason="the engine's C++ decode ops are not built")
 
 
-def _quantized(arch: str = "qwen2", dim: int = 128, dtype: torch.dtype = torch.float32, scheme: str = "int4-g32"):
+KERNELS = ["auto", "int4pack"]  # auto: our VNNI GEMV where built (else int4pack); int4pack: torch's kernel alone
+
+
+def _quantized(arch: str = "qwen2", dim: int = 128, dtype: torch.dtype = torch.float32, scheme: str = "int4-g32",
+               kernel: str = "auto"):
     # dim 128, 4 heads of 32, 2 KV heads: q/k/v rows 128/64/64 start on int4pack's 64-row blocks
     model = tiny_model(arch=arch, dim=dim, seed=1)
     quantize_model(model, QuantConfig.from_scheme(scheme))
+    set_kernel(model, kernel)
     return model.to(dtype)
+
+
+def _storage(weight) -> int:
+    t = weight.blocks if isinstance(weight, qg.Q4Layout) else weight.packed
+    return t.untyped_storage().data_ptr()
 
 
 def _decode(model: torch.nn.Module, prompt: list[int], n: int) -> torch.Tensor:
@@ -52,8 +63,9 @@ def _calls(model: torch.nn.Module) -> list[int]:
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])  # qwen2: q/k/v biases, concatenated in the fused product
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_fused_step_equals_module_path(arch: str, dtype: torch.dtype) -> None:
-    model = _quantized(arch, dtype=dtype)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_fused_step_equals_module_path(arch: str, dtype: torch.dtype, kernel: str) -> None:
+    model = _quantized(arch, dtype=dtype, kernel=kernel)
     disable_fused_decode(model)
     ref = _decode(model, [5, 9, 17, 33], 6)
     enable_fused_decode(model)
@@ -63,27 +75,32 @@ def test_fused_step_equals_module_path(arch: str, dtype: torch.dtype) -> None:
     assert torch.equal(got, ref)
 
 
-def test_module_layouts_are_slices_of_the_fused_pack() -> None:
-    model = _quantized()
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_module_layouts_are_slices_of_the_fused_pack(kernel: str) -> None:
+    model = _quantized(kernel=kernel)
     _decode(model, [1, 2, 3], 2)
     layer = model.model.layers[0]
     packs = layer._quant_step.packs()
-    base = packs.qkv.packed.untyped_storage().data_ptr()
+
+    def part(proj):  # the layout a part's own forward uses for 1..8 rows
+        kind, payload = proj.runtime()
+        return payload.own if kind == "int4-vnni" else payload
+
     for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
-        assert proj.runtime()[1].packed.untyped_storage().data_ptr() == base  # one copy for prompts and decode
-    gu = packs.gate_up.packed.untyped_storage().data_ptr()
-    assert layer.mlp.up_proj.runtime()[1].packed.untyped_storage().data_ptr() == gu
-    # and the prompt path through those slices still gives the module results: compare with a fresh unfused model
-    fresh = _quantized()
+        assert _storage(part(proj)) == _storage(packs.qkv)  # one copy for the module path and the fused step
+    assert _storage(part(layer.mlp.up_proj)) == _storage(packs.gate_up)
+    # and the module path through those slices still gives the unfused results (a few rows, then a long prompt)
+    fresh = _quantized(kernel=kernel)
     disable_fused_decode(fresh)
-    ids = torch.tensor([[4, 8, 15, 16, 23]])
+    _decode(fresh, [1, 2, 3], 2)  # the same history (setup_caches switches the norms to the C++ op)
     with torch.no_grad():
-        assert torch.equal(model(ids), fresh(ids))
+        for ids in (torch.tensor([[4, 8, 15]]), torch.arange(20)[None]):
+            assert torch.equal(model(ids), fresh(ids))
 
 
 def test_unfusable_layers_fall_back_to_the_module_path() -> None:
-    # dim 64: k/v rows start at 64 + 32 = 96, not on a 64-row block: the step declines, the module path runs
-    model = _quantized(dim=64)
+    # dim 64 on int4pack: k/v rows start at 64 + 32 = 96, not on a 64-row block: the step declines, the module path runs
+    model = _quantized(dim=64, kernel="int4pack")
     calls = _calls(model)
     got = _decode(model, [3, 4, 5], 4)
     assert calls == [0, 0]

@@ -20,62 +20,92 @@ This module knows the engine's decoder layer and int4 layouts; it knows nothing 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from albumen.llm.kernels import quant_gemv
 from albumen.llm.model import DecoderLayer
 from albumen.llm.quant import kernels
 from albumen.llm.quant.linear import Int4Linear
 
 __all__ = ["FusedInt4Layer", "disable_fused_decode", "enable_fused_decode", "fuse_int4"]
 
-_ROW_BLOCK = 64  # int4pack's CPU layout interleaves rows in blocks of 64: slices must start on a block
+_PACK_ROW_BLOCK = 64  # int4pack's CPU layout interleaves rows in blocks of 64: slices must start on a block
+
+Weight = Union[quant_gemv.Q4Layout, kernels.Int4Packed]
 
 
-def fuse_int4(parts: list[Int4Linear]) -> tuple[kernels.Int4Packed, Tensor | None] | None:
-    """Pack ``parts`` (same in_features and group) as one weight of concatenated rows; point each part's kernel
-    layout at its slice. Returns (packed, concatenated bias or None), or None when they cannot share one layout."""
-    first = parts[0]
-    g = first.scheme.group_size
+def _concat_rows(parts: list[Int4Linear]) -> tuple[Tensor, Tensor, Tensor | None, list[int]]:
+    """Codes (N, K), scales and zeros (N, G) of ``parts`` stacked by output rows, and the row offsets."""
     offsets = [0]
     for p in parts:
         offsets.append(offsets[-1] + p.out_features)
-    if any(p.in_features != first.in_features or p.scheme.group_size != g for p in parts) or any(
-            o % _ROW_BLOCK for o in offsets[:-1]):
-        return None
     codes = torch.cat([p.codes() for p in parts])  # (N, K) uint8
-    scale = torch.cat([p.scale for p in parts]).float()  # (N, G)
-    zero = torch.cat([p._zero() for p in parts]).float()
-    packed = kernels.pack_int4(codes, scale, zero, g)
-    if packed is None:
+    scale = torch.cat([p.scale for p in parts])  # (N, G)
+    zero = None if all(p.zero is None for p in parts) else torch.cat([p._zero() for p in parts])
+    return codes, scale, zero, offsets
+
+
+def fuse_int4(parts: list[Int4Linear]) -> tuple[Weight, Tensor | None] | None:
+    """Pack ``parts`` (same in_features and group) as one weight of concatenated rows, in the layout of the kernel
+    their runtime uses (our VNNI GEMV, else int4pack), and point each part's kernel layout at its row slice.
+    Returns (weight, concatenated bias or None), or None when they cannot share one layout."""
+    first = parts[0]
+    g = first.scheme.group_size
+    if any(p.in_features != first.in_features or p.scheme.group_size != g for p in parts):
         return None
-    for p, lo, hi in zip(parts, offsets[:-1], offsets[1:]):
-        view = kernels.Int4Packed(packed.packed[lo:hi], packed.scales_and_zeros[:, lo:hi].contiguous(), g, hi - lo)
-        p._runtime, p._runtime_key = ("int4pack", view), (p.kernel,)
+    kinds = {(p.runtime() or ("none",))[0] for p in parts}
+    if len(kinds) != 1 or not kinds <= {"int4-vnni", "int4pack"}:
+        return None
+    own = kinds == {"int4-vnni"}
+    block = quant_gemv.BLOCK_ROWS if own else _PACK_ROW_BLOCK
+    codes, scale, zero, offsets = _concat_rows(parts)
+    if any(o % block for o in offsets[:-1]):
+        return None
+    weight: Weight
+    if own:
+        weight = quant_gemv.pack_q4(codes, scale, zero, g)
+        for p, lo, hi in zip(parts, offsets[:-1], offsets[1:]):
+            p._runtime = ("int4-vnni", kernels.Int4Dual(weight.rows(lo, hi), p._int4pack))
+            p._runtime_key = (p.kernel,)
+    else:
+        zero_f = torch.zeros_like(scale, dtype=torch.float32) if zero is None else zero.float()
+        packed = kernels.pack_int4(codes, scale.float(), zero_f, g)
+        if packed is None:
+            return None
+        weight = packed
+        for p, lo, hi in zip(parts, offsets[:-1], offsets[1:]):
+            view = kernels.Int4Packed(packed.packed[lo:hi], packed.scales_and_zeros[:, lo:hi].contiguous(), g, hi - lo)
+            p._runtime, p._runtime_key = ("int4pack", view), (p.kernel,)
     biases = [p.bias for p in parts]
     if all(b is None for b in biases):
-        return packed, None
+        return weight, None
     dtype = next(b for b in biases if b is not None).dtype
     bias = torch.cat([torch.zeros(p.out_features, dtype=dtype) if b is None else b for p, b in zip(parts, biases)])
-    return packed, bias
+    return weight, bias
 
 
 @dataclass
 class _Packs:
-    qkv: kernels.Int4Packed
+    qkv: Weight
     qkv_bias: Tensor | None
-    o: kernels.Int4Packed
-    gate_up: kernels.Int4Packed
-    down: kernels.Int4Packed
+    o: Weight
+    gate_up: Weight
+    down: Weight
+    gemv: Any  # the compiled quant_gemv module (for Q4Layout weights)
     state: tuple[Any, ...]  # (module, its runtime) pairs at fusion time: anything else means "rebuild or give up"
 
 
-def _int4mm(x: Tensor, w: kernels.Int4Packed) -> Tensor:
-    """(B, K) float -> (B, N) bf16."""
-    return torch.ops.aten._weight_int4pack_mm_for_cpu(x.to(torch.bfloat16), w.packed, w.group, w.scales_and_zeros)
+def _matmul(packs: _Packs, x: Tensor, w: Weight, dtype: torch.dtype) -> Tensor:
+    """(B, K) -> (B, N) in ``dtype``, exactly as the part's ``Int4Linear`` forward computes it (before its bias)."""
+    if isinstance(w, quant_gemv.Q4Layout):
+        y = packs.gemv.q4_linear(x, w.blocks, w.out_features, w.in_features, w.group, w.has_zero, None, None)
+        return y if dtype is torch.float32 else y.to(dtype)  # the kernel returns fp32
+    y = torch.ops.aten._weight_int4pack_mm_for_cpu(x.to(torch.bfloat16), w.packed, w.group, w.scales_and_zeros)
+    return y.to(dtype)
 
 
 class FusedInt4Layer:
@@ -94,7 +124,7 @@ class FusedInt4Layer:
         return tuple((p, p._runtime_key, p._runtime, p.reference, p.bias) for p in parts)
 
     def _build(self, parts: tuple[nn.Module, ...]) -> _Packs | None:
-        if any(type(p) is not Int4Linear or p.kernel not in ("auto", "int4pack") or p.reference for p in parts):
+        if any(type(p) is not Int4Linear or p.reference for p in parts):
             return None
         q, k, v, o, gate, up, down = parts
         qkv = fuse_int4([q, k, v])
@@ -102,7 +132,12 @@ class FusedInt4Layer:
         o_rt, down_rt = o.runtime(), down.runtime()
         if qkv is None or gate_up is None or o_rt is None or down_rt is None:
             return None
-        return _Packs(qkv[0], qkv[1], o_rt[1], gate_up[0], down_rt[1], self._state(parts))
+
+        def weight(rt: tuple[str, Any]) -> Weight:
+            return rt[1].own if rt[0] == "int4-vnni" else rt[1]
+
+        return _Packs(qkv[0], qkv[1], weight(o_rt), gate_up[0], weight(down_rt), quant_gemv.quant_gemv_module(),
+                      self._state(parts))
 
     def packs(self) -> _Packs | None:
         """The fused weights, (re)built when a part changed since; None when this layer cannot be fused."""
@@ -148,9 +183,9 @@ def int4_decode_step(ops: Any, x: Tensor, packs: _Packs, in_norm: Tensor, post_n
     dt = x.dtype
     x2 = x.view(bsz, dim)  # (B, D)
     h = ops.rms_norm(x2, in_norm, eps)
-    qkv = _int4mm(h, packs.qkv)  # (B, (nh + 2 nkv) hd) bf16
-    # Int4Linear with a bias: the bf16 product + the bias in its dtype (fp32 model: fp32 by promotion, one op)
-    qkv = qkv.to(dt) if packs.qkv_bias is None else torch.add(packs.qkv_bias, qkv)
+    qkv = _matmul(packs, h, packs.qkv, dt)  # (B, (nh + 2 nkv) hd)
+    if packs.qkv_bias is not None:  # Int4Linear adds its bias in its dtype (fp32 model: fp32 by promotion)
+        qkv = torch.add(packs.qkv_bias, qkv)
     nq, nk = n_heads * hd, n_kv * hd
     q = qkv[:, :nq].view(bsz, 1, n_heads, hd).transpose(1, 2)  # (B, nh, 1, hd)
     k = qkv[:, nq:nq + nk].view(bsz, 1, n_kv, hd).transpose(1, 2)  # (B, nkv, 1, hd)
@@ -160,12 +195,12 @@ def int4_decode_step(ops: Any, x: Tensor, packs: _Packs, in_norm: Tensor, post_n
     kc[:, :, pos].copy_(k[:, :, 0])
     vc[:, :, pos].copy_(v)
     y = ops.decode_attention(q, kc[:, :, :pos + 1], vc[:, :, :pos + 1])  # (B, nh, 1, hd)
-    h1 = x2 + _int4mm(y.view(bsz, nq), packs.o).to(dt)  # (B, D)
+    h1 = x2 + _matmul(packs, y.view(bsz, nq), packs.o, dt)  # (B, D)
     n2 = ops.rms_norm(h1, post_norm, eps)
-    gu = _int4mm(n2, packs.gate_up).to(dt)  # (B, 2F)
+    gu = _matmul(packs, n2, packs.gate_up, dt)  # (B, 2F)
     ffn = gu.shape[1] // 2
     act = F.silu(gu[:, :ffn]) * gu[:, ffn:]  # (B, F)
-    return (h1 + _int4mm(act, packs.down).to(dt)).view(bsz, 1, dim)
+    return (h1 + _matmul(packs, act, packs.down, dt)).view(bsz, 1, dim)
 
 
 def enable_fused_decode(model: nn.Module) -> int:

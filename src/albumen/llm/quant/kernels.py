@@ -3,7 +3,11 @@
 Measured on the project machines (``benchmarks/quantization.py`` and ``docs/quantization.md``), batch-1 decode,
 one thread, an 8960x1536 weight cycled with 7 others so that it comes from DRAM (fp32 ``F.linear`` = 1.0x):
 
-- int4: ``aten._weight_int4pack_mm_for_cpu`` with bf16 activations, 6.6x. Needs out_features % 16 == 0.
+- int4, 1..8 rows: ``"vnni"``, the project's own GEMV (``albumen.llm.kernels.quant_gemv``, blocked layout: one
+  memory stream per 4 rows), activations quantized to int8 per group inside the kernel as llama.cpp does; measured
+  faster than int4pack on Qwen2.5-1.5B's shapes (docs/quantization.md). Longer inputs (prompts): int4pack, whose
+  layout is made on first use (``Int4Dual``).
+- int4, otherwise: ``aten._weight_int4pack_mm_for_cpu`` with bf16 activations, 6.6x. Needs out_features % 16 == 0.
 - int8, default for 1..8 rows: ``"vnni"``, the project's own GEMV (``albumen.llm.kernels.quant_gemv``: VPDPBUSD on
   activations quantized to int8 per block of 32, llama.cpp-style), 1.4x int8pack on Qwen's 151936x1536 head;
   longer inputs fall through to int8pack in the same layout object.
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -30,9 +35,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "Int4Dual",
     "Int4Packed",
     "Int8Packed",
     "fbgemm_int8_available",
+    "int4_dual_linear",
     "int4_linear",
     "int4pack_available",
     "int8_linear",
@@ -100,6 +107,44 @@ def int4_linear(x: Tensor, w: Int4Packed, keep_bf16: bool = False) -> Tensor:
     y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, w.packed, w.group, w.scales_and_zeros)  # (M, N)
     y = y.view(*x.shape[:-1], w.out_features)
     return y if keep_bf16 or x.dtype is torch.bfloat16 else y.to(x.dtype)
+
+
+class Int4Dual:
+    """An int4 weight for two kernels: the VNNI GEMV layout (``own``) for 1..8 rows, and int4pack for longer inputs,
+    made by ``make_pack`` on the first such input (decode-only use never builds it)."""
+
+    def __init__(self, own: Any, make_pack: Callable[[], Int4Packed | None]) -> None:
+        self.own = own  # quant_gemv.Q4Layout
+        self._make_pack = make_pack
+        self._pack: Int4Packed | None = None
+        self._pack_made = False
+
+    @property
+    def out_features(self) -> int:
+        return self.own.out_features
+
+    def pack(self) -> Int4Packed | None:
+        if not self._pack_made:
+            self._pack, self._pack_made = self._make_pack(), True
+        return self._pack
+
+    @property
+    def nbytes(self) -> int:
+        return self.own.nbytes + (self._pack.nbytes if self._pack is not None else 0)
+
+
+def int4_dual_linear(x: Tensor, w: Int4Dual, dequant: Callable[[], Tensor]) -> Tensor:
+    """(..., K) -> (..., N) in x's dtype: the VNNI GEMV for 1..8 rows, int4pack (else ``dequant()`` + F.linear)
+    for more."""
+    from albumen.llm.kernels import quant_gemv
+
+    rows = x.numel() // x.shape[-1]
+    if rows <= quant_gemv.MAX_ROWS:
+        return quant_gemv.q4_linear(x, w.own)
+    pack = w.pack()
+    if pack is not None:
+        return int4_linear(x, pack)
+    return dequant_linear(x, dequant(), None)
 
 
 class Int8Packed:

@@ -219,13 +219,22 @@ class Int4Linear(QuantizedLinear):
             w = w + self.zero[ids].float()[..., None]
         return w.reshape(*lead, self.in_features)
 
+    def _int4pack(self) -> kernels.Int4Packed | None:
+        return kernels.pack_int4(self.codes(), self.scale.float(), self._zero().float(), self.scheme.group_size)
+
     def _build_runtime(self) -> tuple[str, Any] | None:
+        # "auto": our VNNI GEMV for 1..8 rows (+ int4pack for prompts, made on first use), else int4pack alone
+        if self.kernel in ("auto", "vnni") and quant_gemv.quant_gemv_available():
+            own = quant_gemv.pack_q4(self.codes(), self.scale, self.zero, self.scheme.group_size)
+            return "int4-vnni", kernels.Int4Dual(own, self._int4pack)
         if self.kernel not in ("auto", "int4pack"):
             return None
-        packed = kernels.pack_int4(self.codes(), self.scale.float(), self._zero().float(), self.scheme.group_size)
+        packed = self._int4pack()
         return None if packed is None else ("int4pack", packed)
 
     def _run_kernel(self, x: Tensor, runtime: tuple[str, Any]) -> Tensor:
+        if runtime[0] == "int4-vnni":
+            return kernels.int4_dual_linear(x, runtime[1], self.dequantize)
         return kernels.int4_linear(x, runtime[1], keep_bf16=self.bias is not None and x.dtype is torch.float32)
 
 

@@ -3,17 +3,21 @@
 //
 // How: activations are quantized on the fly to int8 per block of g inputs (llama.cpp's Q8 idea; the weights stay
 // exactly what the checkpoint holds), and the products run on VNNI (VPDPBUSD: 64 u8 x s8 products per instruction).
-// The weights are stored in a "lane per group" layout made once at load time (quant_gemv.py): a chunk is 16
-// consecutive groups of one row, and each 64-byte step holds 4 bytes of each of the 16 groups side by side, so lane
-// j of the int32 accumulator sums group j only. The per-group scales then apply as one 16-lane vector per chunk
-// (no horizontal sums inside the row). A last chunk of fewer than 16 groups is stored compactly and read with masks.
+// Layout, made once at load time (quant_gemv.py): output rows in blocks of 4; a block is one contiguous run of
+// bytes read front to back (one memory stream, which the prefetchers follow: the earlier row-major layout read
+// 4 row streams plus 8 scale / zero streams and lost to torch's int4pack). Within a block, chunk after chunk of 16
+// consecutive groups: its codes, step by step (4 bytes of each of the 16 groups side by side = 64 bytes per row,
+// the 4 rows one after the other), then the 4 rows' 16 bf16 scales, then their 16 bf16 zeros. Lane j of an int32
+// accumulator sums group j only, so the group scales apply as one 16-lane vector per chunk (no horizontal sums
+// inside the row). A last chunk of fewer than 16 groups is stored compactly and read with masks.
 //
 //   int4 (MODE 0):    byte = code[i] | code[i + g/2] << 4, codes in [0, 15]; w = (code - 8) * scale + zero
 //   palette (MODE 1): the same nibbles index a 16-entry u8 table (LUT + 128) by VPSHUFB; w = lut[code] * scale + zero
-//   int8 (MODE 2):    byte = w + 128 (g = 32 fixed for the activation blocks); w = q * row_scale
+//   int8 (MODE 2):    byte = w + 128 (g = 32 fixed for the activation blocks), no scales in the block;
+//                     w = q * row_scale
 // Unsigned weights times signed activations: sum(u * xq) = sum(w * xq) + offset * sum(xq); the offset term is
 // removed per group with the activation block sums (offset 8 for int4, 128 for palette / int8).
-// Work is split over output rows with at::parallel_for (torch.set_num_threads).
+// Work is split over blocks with at::parallel_for (torch.set_num_threads).
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
@@ -27,11 +31,9 @@ namespace {
 constexpr int64_t kMaxRows = 8;
 constexpr int64_t kLanes = 16;  // groups per chunk
 #ifndef QG_PREFETCH
-#define QG_PREFETCH 1024  // bytes ahead on each weight row stream (0: hardware prefetch only)
+#define QG_PREFETCH 1024  // bytes ahead on the block stream (0: hardware prefetch only)
 #endif
-#ifndef QG_ROWS1
-#define QG_ROWS1 4  // output rows per block at M = 1
-#endif
+constexpr int kBlockRows = 4;  // output rows per block (the layout's and the kernel's)
 
 // Activations in the kernel layout: int8 codes (M, C, S, 64) and per (m, group) scale, offset correction, float sum.
 struct Acts {
@@ -86,35 +88,36 @@ inline __m512 load_bf16x16(const uint16_t* p, __mmask16 mask) {  // 16 bf16 -> 1
   return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
 }
 
-// Output rows [n, n + R) for all M activation rows. MODE 0: int4 affine, 1: palette, 2: int8.
-template <int M, int R, int MODE>
-inline void block(const Acts& a, const uint8_t* wq, int64_t row_bytes, const uint16_t* scale, const uint16_t* zero,
-                  const float* scale8, __m512i lut, int64_t G, int64_t g, float* acc_out, int64_t n) {
-  __m512 acc[M][R];
-  for (int m = 0; m < M; ++m)
+// One block of kBlockRows output rows for activation rows [m0, m0 + MM), reading the block's bytes once, front to
+// back. MODE 0: int4 affine, 1: palette, 2: int8 (per-row scales in scale8). out: (MM, kBlockRows) scratch.
+template <int MM, int MODE>
+inline void block(const Acts& a, int64_t m0, const uint8_t* p, int64_t G, int64_t g, bool has_zero,
+                  const float* scale8, __m512i lut, float* out) {
+  constexpr int R = kBlockRows;
+  __m512 acc[MM][R];
+  for (int m = 0; m < MM; ++m)
     for (int r = 0; r < R; ++r) acc[m][r] = _mm512_setzero_ps();
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   const int64_t group_bytes = MODE == 2 ? g : g / 2;  // stored bytes per group
-  const int64_t steps = group_bytes / 4;              // 64-byte steps per chunk
+  const int64_t steps = group_bytes / 4;              // 64-byte steps per chunk and row
   for (int64_t c = 0; c < a.C; ++c) {
     const int64_t groups = std::min<int64_t>(kLanes, G - c * kLanes);
     const bool full = groups == kLanes;
-    const int64_t stride = 4 * groups;  // bytes per step: 64 for a full chunk
+    const int64_t stride = 4 * groups;  // bytes per step and row: 64 for a full chunk
     const __mmask64 bmask = full ? ~0ULL : ((1ULL << stride) - 1);
     const __mmask16 lmask = full ? 0xFFFF : static_cast<__mmask16>((1u << groups) - 1);
-    const int64_t base = c * kLanes * group_bytes;
-    __m512i dot[M][R];
-    for (int m = 0; m < M; ++m)
+    __m512i dot[MM][R];
+    for (int m = 0; m < MM; ++m)
       for (int r = 0; r < R; ++r) dot[m][r] = _mm512_setzero_si512();
-    const int8_t* xc[M];
-    for (int m = 0; m < M; ++m) xc[m] = a.xq.data() + (m * a.C + c) * a.S * 64;
+    const int8_t* xc[MM];
+    for (int m = 0; m < MM; ++m) xc[m] = a.xq.data() + ((m0 + m) * a.C + c) * a.S * 64;
     for (int64_t t = 0; t < steps; ++t) {
       for (int r = 0; r < R; ++r) {
-        const uint8_t* p = wq + (n + r) * row_bytes + base + t * stride;
         if (QG_PREFETCH) _mm_prefetch(reinterpret_cast<const char*>(p) + QG_PREFETCH, _MM_HINT_T0);
         const __m512i v = full ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(bmask, p);
+        p += stride;
         if constexpr (MODE == 2) {
-          for (int m = 0; m < M; ++m)
+          for (int m = 0; m < MM; ++m)
             dot[m][r] = _mm512_dpbusd_epi32(dot[m][r], v, _mm512_loadu_si512(xc[m] + t * 64));
         } else {
           __m512i lo = _mm512_and_si512(v, low4);
@@ -123,76 +126,65 @@ inline void block(const Acts& a, const uint8_t* wq, int64_t row_bytes, const uin
             lo = _mm512_shuffle_epi8(lut, lo);
             hi = _mm512_shuffle_epi8(lut, hi);
           }
-          for (int m = 0; m < M; ++m) {
+          for (int m = 0; m < MM; ++m) {
             dot[m][r] = _mm512_dpbusd_epi32(dot[m][r], lo, _mm512_loadu_si512(xc[m] + t * 64));
             dot[m][r] = _mm512_dpbusd_epi32(dot[m][r], hi, _mm512_loadu_si512(xc[m] + (t + steps) * 64));
           }
         }
       }
     }
+    // the chunk's scales (then zeros) follow its codes: R x groups bf16 each
+    const uint16_t* sc = reinterpret_cast<const uint16_t*>(p);
+    const uint16_t* zc = sc + R * groups;
+    if constexpr (MODE != 2) p += (has_zero ? 2 : 1) * R * groups * 2;
     const int64_t at = c * kLanes;
     for (int r = 0; r < R; ++r) {
       __m512 sw = _mm512_set1_ps(1.f), zw = _mm512_setzero_ps();
       if constexpr (MODE != 2) {
-        sw = load_bf16x16(scale + (n + r) * G + at, lmask);
-        if (zero) zw = load_bf16x16(zero + (n + r) * G + at, lmask);
+        sw = load_bf16x16(sc + r * groups, lmask);
+        if (has_zero) zw = load_bf16x16(zc + r * groups, lmask);
       }
-      for (int m = 0; m < M; ++m) {
-        const int64_t am = m * a.C * kLanes + at;
+      for (int m = 0; m < MM; ++m) {
+        const int64_t am = (m0 + m) * a.C * kLanes + at;
         const __m512 f = _mm512_sub_ps(_mm512_cvtepi32_ps(dot[m][r]), _mm512_loadu_ps(a.corr.data() + am));
         const __m512 s = _mm512_mul_ps(sw, _mm512_loadu_ps(a.sx.data() + am));
         acc[m][r] = _mm512_fmadd_ps(s, f, acc[m][r]);
-        if (MODE != 2 && zero) acc[m][r] = _mm512_fmadd_ps(zw, _mm512_loadu_ps(a.xsum.data() + am), acc[m][r]);
+        if (MODE != 2 && has_zero) acc[m][r] = _mm512_fmadd_ps(zw, _mm512_loadu_ps(a.xsum.data() + am), acc[m][r]);
       }
     }
   }
-  for (int m = 0; m < M; ++m)
+  for (int m = 0; m < MM; ++m)
     for (int r = 0; r < R; ++r) {
       float y = _mm512_reduce_add_ps(acc[m][r]);
-      if constexpr (MODE == 2) y *= scale8[n + r];
-      acc_out[m * R + r] = y;  // (M, R) scratch
+      if constexpr (MODE == 2) y *= scale8[r];
+      out[m * R + r] = y;
     }
 }
 
-template <int M, int MODE>
-void rows(const Acts& a, const uint8_t* wq, int64_t row_bytes, const uint16_t* scale, const uint16_t* zero,
-          const float* scale8, __m512i lut, int64_t G, int64_t g, const float* bias, float* out, int64_t N, int64_t n0,
-          int64_t n1) {
-  constexpr int R = M <= 1 ? QG_ROWS1 : (M <= 2 ? 2 : 1);
-  float tmp[M * R];
-  int64_t n = n0;
-  for (; n + R <= n1; n += R) {
-    block<M, R, MODE>(a, wq, row_bytes, scale, zero, scale8, lut, G, g, tmp, n);
-    for (int m = 0; m < M; ++m)
-      for (int r = 0; r < R; ++r) out[m * N + n + r] = tmp[m * R + r] + (bias ? bias[n + r] : 0.f);
-  }
-  for (; n < n1; ++n) {
-    float one[M];
-    block<M, 1, MODE>(a, wq, row_bytes, scale, zero, scale8, lut, G, g, one, n);
-    for (int m = 0; m < M; ++m) out[m * N + n] = one[m] + (bias ? bias[n] : 0.f);
-  }
-}
-
+// All blocks, split over threads; activation rows two at a time (a block is re-read from L1/L2 for rows 3..8).
 template <int MODE>
-void run(const Acts& a, const uint8_t* wq, int64_t row_bytes, const uint16_t* scale, const uint16_t* zero,
-         const float* scale8, __m512i lut, int64_t G, int64_t g, const float* bias, float* out, int64_t M, int64_t N) {
-  const int64_t grain = std::max<int64_t>(16, N / (4 * std::max(1, at::get_num_threads())));
-  auto body = [&](auto mc) {
-    constexpr int MM = decltype(mc)::value;
-    at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) {
-      rows<MM, MODE>(a, wq, row_bytes, scale, zero, scale8, lut, G, g, bias, out, N, n0, n1);
-    });
-  };
-  switch (M) {
-    case 1: body(std::integral_constant<int, 1>{}); break;
-    case 2: body(std::integral_constant<int, 2>{}); break;
-    case 3: body(std::integral_constant<int, 3>{}); break;
-    case 4: body(std::integral_constant<int, 4>{}); break;
-    case 5: body(std::integral_constant<int, 5>{}); break;
-    case 6: body(std::integral_constant<int, 6>{}); break;
-    case 7: body(std::integral_constant<int, 7>{}); break;
-    default: body(std::integral_constant<int, 8>{}); break;
-  }
+void run(const Acts& a, const uint8_t* w, int64_t block_bytes, int64_t n_blocks, int64_t G, int64_t g,
+         bool has_zero, const float* scale8, __m512i lut, const float* bias, float* out, int64_t M, int64_t N) {
+  constexpr int R = kBlockRows;
+  const int64_t grain = std::max<int64_t>(4, n_blocks / (4 * std::max(1, at::get_num_threads())));
+  at::parallel_for(0, n_blocks, grain, [&](int64_t b0, int64_t b1) {
+    float tmp[2 * R];
+    for (int64_t b = b0; b < b1; ++b) {
+      const uint8_t* p = w + b * block_bytes;
+      const float* s8 = scale8 ? scale8 + b * R : nullptr;
+      for (int64_t m0 = 0; m0 < M; m0 += 2) {
+        const int64_t mm = std::min<int64_t>(2, M - m0);
+        if (mm == 2) {
+          block<2, MODE>(a, m0, p, G, g, has_zero, s8, lut, tmp);
+        } else {
+          block<1, MODE>(a, m0, p, G, g, has_zero, s8, lut, tmp);
+        }
+        for (int64_t m = 0; m < mm; ++m)
+          for (int64_t r = 0; r < R && b * R + r < N; ++r)
+            out[(m0 + m) * N + b * R + r] = tmp[m * R + r] + (bias ? bias[b * R + r] : 0.f);
+      }
+    }
+  });
 }
 #else
 constexpr bool kHaveKernel = false;
@@ -208,57 +200,59 @@ torch::Tensor prepare_x(const torch::Tensor& x, int64_t K) {
 
 bool available() { return kHaveKernel; }
 
-// x (M, K) float/bf16; wq (N, K/2) uint8 in the lane layout; scale, zero (N, G) bf16 (zero may be None);
-// lut (16,) uint8 = palette + 128 or None (int4); bias (N,) fp32 or None -> (M, N) fp32.
-torch::Tensor q4_linear(const torch::Tensor& x, const torch::Tensor& wq, const torch::Tensor& scale,
-                        const c10::optional<torch::Tensor>& zero, const c10::optional<torch::Tensor>& lut,
-                        int64_t group, const c10::optional<torch::Tensor>& bias) {
+// x (M, K) float/bf16; wq (n_blocks, block_bytes) uint8 in the blocked layout for N rows of K inputs, group g;
+// lut (16,) uint8 = palette + 128 or None (int4); bias (N,) or None -> (M, N) fp32.
+torch::Tensor q4_linear(const torch::Tensor& x, const torch::Tensor& wq, int64_t N, int64_t K, int64_t group,
+                        bool has_zero, const c10::optional<torch::Tensor>& lut,
+                        const c10::optional<torch::Tensor>& bias) {
   TORCH_CHECK(kHaveKernel, "built without AVX-512 VNNI");
-  const int64_t N = wq.size(0), K = wq.size(1) * 2, G = K / group;
   TORCH_CHECK(group % 8 == 0 && K % group == 0, "bad group ", group, " for K ", K);
-  TORCH_CHECK(wq.dtype() == torch::kUInt8 && wq.is_contiguous(), "wq must be contiguous uint8");
-  TORCH_CHECK(scale.dtype() == torch::kBFloat16 && scale.is_contiguous() && scale.size(0) == N && scale.size(1) == G,
-              "scale must be contiguous bf16 (N, G)");
+  TORCH_CHECK(wq.dtype() == torch::kUInt8 && wq.is_contiguous() && wq.dim() == 2, "wq must be contiguous 2-D uint8");
+  const int64_t G = K / group, full = G / kLanes, rest = G % kLanes;
+  const int64_t meta = (has_zero ? 2 : 1) * kBlockRows * 2;  // scale (+ zero) bytes per group of a block
+  const int64_t block_bytes = full * (kBlockRows * (group / 2) * kLanes + meta * kLanes) +
+                              rest * (kBlockRows * (group / 2) + meta);
+  TORCH_CHECK(wq.size(0) == (N + kBlockRows - 1) / kBlockRows && wq.size(1) == block_bytes,
+              "wq must be (", (N + kBlockRows - 1) / kBlockRows, ", ", block_bytes, ") for N=", N, ", K=", K);
   const bool palette = lut.has_value() && lut->defined();
   const torch::Tensor xf = prepare_x(x, K);
   const int64_t M = xf.size(0);
   Acts a = quantize_acts(xf.data_ptr<float>(), M, K, group, palette ? 128.f : 8.f);
   auto out = torch::empty({M, N}, torch::kFloat32);
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
-  const uint16_t* zp = nullptr;
-  if (zero.has_value() && zero->defined()) {
-    TORCH_CHECK(zero->dtype() == torch::kBFloat16 && zero->is_contiguous() && zero->sizes() == scale.sizes(),
-                "zero must be contiguous bf16 like scale");
-    zp = reinterpret_cast<const uint16_t*>(zero->data_ptr());
-  }
   const float* bp = nullptr;
   torch::Tensor b;
   if (bias.has_value() && bias->defined()) {
+    TORCH_CHECK(bias->numel() == N, "bias must have ", N, " entries");
     b = bias->to(torch::kFloat32).contiguous();
     bp = b.data_ptr<float>();
   }
-  const uint16_t* sp = reinterpret_cast<const uint16_t*>(scale.data_ptr());
+  __m512i lv = _mm512_setzero_si512();
   if (palette) {
     TORCH_CHECK(lut->dtype() == torch::kUInt8 && lut->numel() == 16, "lut must be 16 uint8");
     const torch::Tensor l = lut->contiguous();
-    const __m512i lv = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(l.data_ptr())));
-    run<1>(a, wq.data_ptr<uint8_t>(), K / 2, sp, zp, nullptr, lv, G, group, bp, out.data_ptr<float>(), M, N);
+    lv = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(l.data_ptr())));
+    run<1>(a, wq.data_ptr<uint8_t>(), block_bytes, wq.size(0), G, group, has_zero, nullptr, lv, bp,
+           out.data_ptr<float>(), M, N);
   } else {
-    run<0>(a, wq.data_ptr<uint8_t>(), K / 2, sp, zp, nullptr, _mm512_setzero_si512(), G, group, bp,
+    run<0>(a, wq.data_ptr<uint8_t>(), block_bytes, wq.size(0), G, group, has_zero, nullptr, lv, bp,
            out.data_ptr<float>(), M, N);
   }
 #endif
   return out;
 }
 
-// x (M, K); wq (N, K) uint8 = int8 weight + 128 in the lane layout (g = 32); scale (N,) fp32 -> (M, N) fp32.
-torch::Tensor q8_linear(const torch::Tensor& x, const torch::Tensor& wq, const torch::Tensor& scale,
+// x (M, K); wq (n_blocks, 4 * K) uint8 = int8 weight + 128 in the blocked layout (g = 32); scale (4 * n_blocks,)
+// fp32 (padded rows: any value) -> (M, N) fp32.
+torch::Tensor q8_linear(const torch::Tensor& x, const torch::Tensor& wq, const torch::Tensor& scale, int64_t N,
                         const c10::optional<torch::Tensor>& bias) {
   TORCH_CHECK(kHaveKernel, "built without AVX-512 VNNI");
-  const int64_t N = wq.size(0), K = wq.size(1), group = 32;
-  TORCH_CHECK(K % group == 0, "int8 kernel needs K % 32 == 0, got ", K);
-  TORCH_CHECK(wq.dtype() == torch::kUInt8 && wq.is_contiguous(), "wq must be contiguous uint8");
-  TORCH_CHECK(scale.dtype() == torch::kFloat32 && scale.is_contiguous() && scale.numel() == N, "scale: (N,) fp32");
+  const int64_t group = 32;
+  TORCH_CHECK(wq.dtype() == torch::kUInt8 && wq.is_contiguous() && wq.dim() == 2, "wq must be contiguous 2-D uint8");
+  const int64_t K = wq.size(1) / kBlockRows;
+  TORCH_CHECK(K % group == 0 && wq.size(0) == (N + kBlockRows - 1) / kBlockRows, "int8 layout does not match N=", N);
+  TORCH_CHECK(scale.dtype() == torch::kFloat32 && scale.is_contiguous() && scale.numel() == wq.size(0) * kBlockRows,
+              "scale: (", wq.size(0) * kBlockRows, ",) fp32");
   const torch::Tensor xf = prepare_x(x, K);
   const int64_t M = xf.size(0);
   Acts a = quantize_acts(xf.data_ptr<float>(), M, K, group, 128.f);
@@ -267,11 +261,12 @@ torch::Tensor q8_linear(const torch::Tensor& x, const torch::Tensor& wq, const t
   const float* bp = nullptr;
   torch::Tensor b;
   if (bias.has_value() && bias->defined()) {
+    TORCH_CHECK(bias->numel() == N, "bias must have ", N, " entries");
     b = bias->to(torch::kFloat32).contiguous();
     bp = b.data_ptr<float>();
   }
-  run<2>(a, wq.data_ptr<uint8_t>(), K, nullptr, nullptr, scale.data_ptr<float>(), _mm512_setzero_si512(), K / group,
-         group, bp, out.data_ptr<float>(), M, N);
+  run<2>(a, wq.data_ptr<uint8_t>(), wq.size(1), wq.size(0), K / group, group, false, scale.data_ptr<float>(),
+         _mm512_setzero_si512(), bp, out.data_ptr<float>(), M, N);
 #endif
   return out;
 }
@@ -279,8 +274,8 @@ torch::Tensor q8_linear(const torch::Tensor& x, const torch::Tensor& wq, const t
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("available", &available, "whether the build has the AVX-512 VNNI kernels");
   m.def("q4_linear", &q4_linear, "4-bit codes (int4 or palette), group scales: y = x @ W^T (+ bias), 1..8 rows",
-        py::arg("x"), py::arg("wq"), py::arg("scale"), py::arg("zero"), py::arg("lut"), py::arg("group"),
-        py::arg("bias"));
+        py::arg("x"), py::arg("wq"), py::arg("n"), py::arg("k"), py::arg("group"), py::arg("has_zero"),
+        py::arg("lut"), py::arg("bias"));
   m.def("q8_linear", &q8_linear, "int8 per channel: y = x @ W^T (+ bias), 1..8 rows", py::arg("x"), py::arg("wq"),
-        py::arg("scale"), py::arg("bias"));
+        py::arg("scale"), py::arg("n"), py::arg("bias"));
 }
