@@ -182,3 +182,14 @@ def test_catch_up_after_plain_steps_is_not_a_per_token_draft_cost() -> None:
     assert costs is not None and drafter.catch_ups > 0
     # Had a 0.2 s catch-up been counted, the per-token mean would be >= 0.2 * 0.3 / 7 (EWMA weight, k_max).
     assert costs.draft_tok_s is None or costs.draft_tok_s < 0.005
+
+
+def test_probes_back_off_when_even_accepted_drafts_do_not_pay() -> None:
+    """A block of 2 rows costs 2 plain steps (bf16 linears without a multi-row kernel): an accepted probe still does
+    not make drafting worth it, so probes back off as after rejections, and the next sequence keeps the wait."""
+    costs = StepCosts(SpeculativeConfig().k_max)
+    first = AdaptiveDraftLength(SpeculativeConfig(k=4), draft_cost=0.0, clock=FakeClock(), costs=costs)
+    ks = _run(first, 200, lambda k: k, lambda k: 0.010 * (1 if k == 0 else 2 + k), 0.002)
+    assert ks[3:].count(1) <= 6 and costs.probe_wait == 64
+    second = AdaptiveDraftLength(SpeculativeConfig(k=4), draft_cost=0.0, clock=FakeClock(), costs=costs)
+    assert _run(second, 60, lambda k: k, lambda k: 0.010 * (1 if k == 0 else 2 + k), 0.002) == [0] * 60

@@ -19,8 +19,10 @@ new sequence starts from that rate (as a prior worth ``prior_weight`` tokens) at
 measurement the prior relative costs are used (c: ``draft_cost`` or the drafter's own estimate, v: ``verify_cost``,
 both relative to one target step).
 
-While at k = 0 the controller probes with k = 1 after ``probe_every`` steps; each rejected probe doubles the wait
-(8, 16, 32, ... up to ``probe_max``), so a useless drafter costs almost nothing.
+While at k = 0 the controller probes with k = 1 after ``probe_every`` steps; each probe that does not bring drafting
+back (rejected, or accepted but still not worth its cost, e.g. when a block of 2 rows costs 2 plain steps) doubles
+the wait (8, 16, 32, ... up to ``probe_max``), and the wait is carried to the next sequence with the costs, so a
+useless drafter costs almost nothing.
 The draft length never changes the output (the acceptance rule is exact), only the speed. With ``measure=False`` the
 costs stay at the priors and the loop is deterministic (no clocks), so seeded sampled runs repeat exactly.
 """
@@ -47,7 +49,7 @@ class SpeculativeConfig:
     verify_cost: float = 0.03  # prior: extra target cost per verified position, relative to one step
     draft_cost: float | None = None  # prior: None takes the drafter's own estimate
     probe_every: int = 8  # first wait at k = 0 before a k = 1 probe
-    probe_max: int = 64  # the wait doubles after each failed probe, up to this
+    probe_max: int = 64  # the wait doubles after each probe that does not bring drafting back, up to this
     measure: bool = True  # time draft and verify steps and choose k from the measured costs
     time_weight: float = 0.3  # weight of the newest timing in the exponentially weighted means
 
@@ -81,6 +83,7 @@ class StepCosts:
         self.verify_s: list[float | None] = [None] * (k_max + 1)  # per draft length k (a block of k + 1 rows)
         self.draft_tok_s: float | None = None  # seconds per drafted token, the drafter's bookkeeping included
         self.rate: float | None = None  # the running acceptance rate where the last sequence left it
+        self.probe_wait: int | None = None  # the wait between k = 1 probes where the last sequence left it
 
     def record(self, drafted: int, draft_s: float | None, verify_s: float | None, weight: float) -> None:
         if verify_s is not None and verify_s > 0 and drafted < len(self.verify_s):  # a coarse clock may read 0
@@ -106,7 +109,7 @@ class AdaptiveDraftLength:
         self.k = cfg.k
         self.probes = 0  # k = 1 probes made while at 0
         self._idle = 0
-        self._wait = cfg.probe_every
+        self._wait = min(max(self.costs.probe_wait or cfg.probe_every, cfg.probe_every), cfg.probe_max)
         self._probing = False
         self._plain_first = cfg.adaptive and cfg.measure and self.costs.verify_s[0] is None
         if cfg.adaptive and cfg.measure and not self._plain_first:  # costs known: the best k at the prior rate
@@ -132,8 +135,10 @@ class AdaptiveDraftLength:
             self.k = self.best_k()
             if self.k > 0:
                 self._wait = self.cfg.probe_every
-            elif probing and accepted == 0:  # a rejected probe makes the next one wait twice as long
+            elif probing:  # a probe that did not bring drafting back makes the next one wait twice as long
                 self._wait = min(2 * self._wait, self.cfg.probe_max)
+            if self.cfg.measure:
+                self.costs.probe_wait = self._wait
 
     def next_k(self) -> int:
         """The draft length for the next step (a k = 1 probe now and then while at 0)."""
