@@ -148,39 +148,50 @@ def test_a_new_sequence_starts_from_the_last_rate() -> None:
 
 def test_catch_up_after_plain_steps_is_not_a_per_token_draft_cost() -> None:
     """A drafter that is slow only when it resumes after plain steps (a draft model catching up) must not look
-    slow per drafted token: otherwise it would idle longer, catch up more, and never draft again."""
+    slow per drafted token (otherwise it would idle longer, catch up more, and never draft again); that time is
+    the cost of resuming, which spaces the probes instead."""
     import time
 
     from albumen.llm.sampling import SamplingConfig
     from albumen.llm.speculative.decode import _shared_costs, speculative_decode
+    from albumen.llm.speculative.drafters.base import Draft
     from albumen.llm.testing import tiny_model
 
-    from .conftest import OracleDrafter, plain_tokens
+    from .conftest import plain_tokens
 
     target = tiny_model(seed=3)
     prompt = [5, 6, 7]
-    cfg = SamplingConfig(max_new_tokens=24, ignore_eos=True)
+    cfg = SamplingConfig(max_new_tokens=40, ignore_eos=True)
     expected = plain_tokens(target, prompt, cfg)
 
-    class SlowToResume(OracleDrafter):
+    class WrongAndSlowToResume:
+        name, cost = "slow", 0.0
+
         def __init__(self) -> None:
-            super().__init__(expected, len(prompt))
-            self.last: int | None = None
+            self.last = 0
             self.catch_ups = 0
 
+        def start(self, target, prompt_ids, max_seq_len) -> None:  # noqa: ANN001
+            self.last = len(prompt_ids)  # like a draft model that prefilled the prompt
+
+        def finish(self) -> None:
+            pass
+
         def propose(self, tokens, k, cfg, generator):  # noqa: ANN001
-            if self.last is not None and len(tokens) - self.last > k + 1:  # tokens it never saw: catch up
+            if len(tokens) - self.last >= 2:  # its drafts are always rejected: 2+ new tokens mean plain steps
                 time.sleep(0.2)
                 self.catch_ups += 1
             self.last = len(tokens)
-            return super().propose(tokens, k, cfg, generator)
+            done = len(tokens) - len(prompt)
+            return Draft([(t + 1) % 256 for t in expected[done : done + k]])  # always rejected
 
-    drafter = SlowToResume()
+    drafter = WrongAndSlowToResume()
     spec = SpeculativeConfig(k=2)
     assert list(speculative_decode(target, drafter, prompt, cfg, spec)) == expected
     costs = _shared_costs(drafter, target, spec)
     assert costs is not None and drafter.catch_ups > 0
-    # Had a 0.2 s catch-up been counted, the per-token mean would be >= 0.2 * 0.3 / 7 (EWMA weight, k_max).
+    assert costs.resume_s is not None and costs.resume_s >= 0.2  # the catch-ups went to the resume cost
+    # Had a 0.2 s catch-up been counted per drafted token, the mean would be >= 0.2 * 0.3 / 7 (EWMA weight, k_max).
     assert costs.draft_tok_s is None or costs.draft_tok_s < 0.005
 
 
@@ -193,3 +204,18 @@ def test_probes_back_off_when_even_accepted_drafts_do_not_pay() -> None:
     assert ks[3:].count(1) <= 6 and costs.probe_wait == 64
     second = AdaptiveDraftLength(SpeculativeConfig(k=4), draft_cost=0.0, clock=FakeClock(), costs=costs)
     assert _run(second, 60, lambda k: k, lambda k: 0.010 * (1 if k == 0 else 2 + k), 0.002) == [0] * 60
+
+
+def test_expensive_probes_are_spaced_to_the_budget() -> None:
+    """A probe whose resume (a draft model's catch-up) costs 4 plain steps waits >= 4 / 0.02 = 200 plain steps."""
+    ctl = AdaptiveDraftLength(SpeculativeConfig(k=0), draft_cost=0.5, clock=FakeClock())
+    ks = []
+    for _ in range(500):
+        k = ctl.next_k()
+        ks.append(k)
+        # plain 10 ms; a 2-row block 12 ms; a resumed draft 40 ms; drafts always rejected
+        ctl.update(k, 0, None, 0.010 + 0.002 * k, resume_s=0.040 if k else None)
+    probes = [i for i, k in enumerate(ks) if k]
+    assert probes and probes[0] < 10  # the first probe comes before its cost is known
+    gaps = [b - a for a, b in zip(probes, probes[1:])]
+    assert gaps and min(gaps) >= 210  # (40 + 2) ms / (0.02 * 10 ms)

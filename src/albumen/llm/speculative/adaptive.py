@@ -22,13 +22,16 @@ both relative to one target step).
 While at k = 0 the controller probes with k = 1 after ``probe_every`` steps; each probe that does not bring drafting
 back (rejected, or accepted but still not worth its cost, e.g. when a block of 2 rows costs 2 plain steps) doubles
 the wait (8, 16, 32, ... up to ``probe_max``), and the wait is carried to the next sequence with the costs, so a
-useless drafter costs almost nothing.
+useless drafter costs almost nothing. A probe's cost is measured too (its draft time, a draft model's catch-up on the
+plain steps included, plus the extra verification time); the wait is at least long enough for probes to cost no more
+than ``probe_budget`` of the plain steps' time (a 0.5B draft model catching up on 16 tokens costs several plain steps).
 The draft length never changes the output (the acceptance rule is exact), only the speed. With ``measure=False`` the
 costs stay at the priors and the loop is deterministic (no clocks), so seeded sampled runs repeat exactly.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +53,7 @@ class SpeculativeConfig:
     draft_cost: float | None = None  # prior: None takes the drafter's own estimate
     probe_every: int = 8  # first wait at k = 0 before a k = 1 probe
     probe_max: int = 64  # the wait doubles after each probe that does not bring drafting back, up to this
+    probe_budget: float = 0.02  # probes may cost at most this share of the plain steps' time (once measured)
     measure: bool = True  # time draft and verify steps and choose k from the measured costs
     time_weight: float = 0.3  # weight of the newest timing in the exponentially weighted means
 
@@ -60,6 +64,8 @@ class SpeculativeConfig:
             raise ValueError("decay must be in (0, 1] and prior_rate in [0, 1]")
         if not 0 < self.time_weight <= 1 or not 1 <= self.probe_every <= self.probe_max:
             raise ValueError("need 0 < time_weight <= 1 and 1 <= probe_every <= probe_max")
+        if not 0 < self.probe_budget <= 1:
+            raise ValueError(f"probe_budget must be in (0, 1], got {self.probe_budget}")
 
 
 def expected_tokens(rate: float, k: int) -> float:
@@ -84,6 +90,7 @@ class StepCosts:
         self.draft_tok_s: float | None = None  # seconds per drafted token, the drafter's bookkeeping included
         self.rate: float | None = None  # the running acceptance rate where the last sequence left it
         self.probe_wait: int | None = None  # the wait between k = 1 probes where the last sequence left it
+        self.resume_s: float | None = None  # draft time of a draft right after plain steps (catch-up included)
 
     def record(self, drafted: int, draft_s: float | None, verify_s: float | None, weight: float) -> None:
         if verify_s is not None and verify_s > 0 and drafted < len(self.verify_s):  # a coarse clock may read 0
@@ -119,10 +126,15 @@ class AdaptiveDraftLength:
     def rate(self) -> float:
         return self.accepted / self.tried if self.tried > 0 else self.cfg.prior_rate
 
-    def update(self, drafted: int, accepted: int, draft_s: float | None = None, verify_s: float | None = None) -> None:
+    def update(self, drafted: int, accepted: int, draft_s: float | None = None, verify_s: float | None = None,
+               resume_s: float | None = None) -> None:
         """Record one verification: ``drafted`` tokens proposed, the first ``accepted`` kept, and (optionally) how
-        long drafting and verifying took, in the units of ``clock``."""
+        long drafting and verifying took, in the units of ``clock``. A draft right after plain steps reports its
+        time as ``resume_s`` instead of ``draft_s``: it includes the drafter's catch-up, a cost of resuming (and of
+        probing), not of drafting on."""
         self.costs.record(drafted, draft_s, verify_s, self.cfg.time_weight)
+        if resume_s is not None and drafted > 0:
+            self.costs.resume_s = _ewma(self.costs.resume_s, resume_s, self.cfg.time_weight)
         probing, self._probing = self._probing, False
         if drafted == 0:  # nothing was proposed: no evidence about the drafts
             return
@@ -149,12 +161,20 @@ class AdaptiveDraftLength:
             self._idle = 0
             return self.k
         self._idle += 1
-        if self._idle >= self._wait:
+        if self._idle >= max(self._wait, self._budget_wait()):
             self._idle = 0
             self._probing = True
             self.probes += 1
             return 1
         return 0
+
+    def _budget_wait(self) -> int:
+        """Plain steps between probes so that probing costs at most ``probe_budget`` of their time (0: unknown)."""
+        plain, resume = self.costs.verify_s[0], self.costs.resume_s
+        if plain is None or resume is None or not self.cfg.measure:
+            return 0
+        extra = resume + max(0.0, self._verify_times()[1] - plain)  # a probe: resume, then a 2-row verification
+        return math.ceil(extra / (self.cfg.probe_budget * plain))
 
     def _verify_times(self) -> list[float]:
         v = self.cfg.verify_cost

@@ -196,8 +196,9 @@ def speculative_decode(
                     # A draft after plain steps includes a one-off catch-up (a draft model re-feeds every token
                     # since it last ran): not the per-token cost of drafting on. Counting it would make a drafter
                     # look dearer the longer it idles, and keep it idle.
-                    draft_s = None if idle else t_verify - t_draft
-                    control.update(len(draft), n, draft_s, t_done - t_verify)
+                    draft_s = t_verify - t_draft
+                    control.update(len(draft), n, None if idle else draft_s, t_done - t_verify,
+                                   resume_s=draft_s if idle else None)
                 else:
                     control.update(len(draft), n)
                 idle = not len(draft)
