@@ -2,6 +2,8 @@
 
     flock /tmp/albumen-heavy.lock .venv/bin/python benchmarks/quantization.py [--large] [--schemes a,b,...]
         [--threads 1] [--new-tokens 64] [--repeats 3] [--recover int4-g32,pal3-gc16] [--json out.json]
+    .venv/bin/python benchmarks/quantization.py --kernels            # batch-1 matmul per kernel
+    .venv/bin/python benchmarks/quantization.py --step-ab FOLDER     # one int4 decode step: kernels x fused/module
 
 Per model (SmolLM2-135M; with ``--large`` Qwen2.5-1.5B instead) and per scheme, every variant is quantized from the
 float model (the GGUF dequantized to fp32: the "fp32" reference), saved as a quantized checkpoint, and *loaded back
@@ -427,6 +429,67 @@ def kernel_table(shapes: tuple[tuple[int, int], ...] = ((8960, 1536), (1536, 896
     return "\n".join(lines)
 
 
+class _Stepper:
+    """One model decoding its own greedy continuation one timed token at a time (for per-token interleaving)."""
+
+    def __init__(self, folder: Path, kernel: str, prompt: list[int], tokens: int) -> None:
+        from albumen.llm.quant.linear import Int4Linear
+
+        self.model, _ = load_model(folder, torch.float32)
+        for m in quantized_modules(self.model).values():
+            if isinstance(m, Int4Linear):
+                m.kernel = kernel
+        self.fused = {id(layer): layer.__dict__.get("_quant_step") for layer in self.model.model.layers}
+        self.model.setup_caches(1, len(prompt) + tokens + 8)
+        with torch.no_grad():
+            logits = self.model(torch.tensor([prompt]), torch.arange(len(prompt)), last_only=True)
+        self.next, self.pos = logits[:, -1].argmax(-1, keepdim=True), len(prompt)
+
+    def step(self, fused: bool) -> float:
+        for layer in self.model.model.layers:
+            if fused:
+                layer.__dict__["_quant_step"] = self.fused[id(layer)]
+            else:
+                layer.__dict__.pop("_quant_step", None)
+        with torch.no_grad():
+            t = time.perf_counter()
+            logits = self.model(self.next, torch.tensor([self.pos]))
+            self.next, self.pos = logits[:, -1].argmax(-1, keepdim=True), self.pos + 1
+            return time.perf_counter() - t
+
+
+def step_ab(folder: Path, rounds: int) -> str:
+    """Decode-step time of one int4 checkpoint three ways in one process, interleaved per token (A B C, C B A, ...):
+    A = torch's int4pack + fused layer step, B = our VNNI GEMV + fused step, C = our GEMV, module path."""
+    _, tok = load_model(folder, torch.float32)
+    prompt = tok.encode(tok.apply_chat_template([{"role": "user", "content": BENCH_TEXT}]))
+    a, b = _Stepper(folder, "int4pack", prompt, 3 * rounds + 8), _Stepper(folder, "auto", prompt, 3 * rounds + 8)
+    cases = {"A int4pack + fused step": lambda: a.step(True), "B own GEMV + fused step": lambda: b.step(True),
+             "C own GEMV, module path": lambda: b.step(False)}
+    for fn in cases.values():  # warm-up: layouts built, fused packs made
+        fn()
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    for r in range(rounds):
+        for k in list(cases) if r % 2 == 0 else list(reversed(cases)):
+            times[k].append(cases[k]())
+    base = statistics.median(times["A int4pack + fused step"])
+    lines = [f"### {folder.name}: one decode step, {torch.get_num_threads()} thread(s), median of {rounds}", "",
+             "| variant | ms/token | tok/s | x A |", "|---|---|---|---|"]
+    for k, v in times.items():
+        m = statistics.median(v)
+        lines.append(f"| {k} | {m * 1e3:.2f} | {1 / m:.2f} | {base / m:.3f} |")
+    x = torch.randn(1, 1, b.model.args.dim)
+    head = []
+    with torch.no_grad():
+        for _ in range(7):
+            t = time.perf_counter()
+            b.model.lm_head(x)
+            head.append(time.perf_counter() - t)
+    lines.append(f"\nhead ({b.model.lm_head.kernel_name()}): {statistics.median(head) * 1e3:.2f} ms")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--large", action="store_true", help="Qwen2.5-1.5B instead of SmolLM2-135M")
@@ -455,10 +518,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--models-dir", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None, help="also copy the merged results here")
     ap.add_argument("--kernels", action="store_true", help="only the per-kernel matmul table (~20 s)")
+    ap.add_argument("--step-ab", type=Path, default=None, metavar="FOLDER",
+                    help="only the decode-step A/B (int4pack vs our GEMV, fused vs module path) of an int4 checkpoint")
+    ap.add_argument("--rounds", type=int, default=12, help="--step-ab: tokens per variant")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     if a.kernels:
         print(kernel_table())
+        return
+    if a.step_ab:
+        print(step_ab(a.step_ab, a.rounds))
         return
     torch.manual_seed(0)
     name = a.model or ("qwen2.5-1.5b" if a.large else "smollm2-135m")

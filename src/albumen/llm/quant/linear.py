@@ -178,6 +178,8 @@ class Int8Linear(QuantizedLinear):
 class Int4Linear(QuantizedLinear):
     """Group-wise int4 weight (nibble-packed), bf16 scales (and zeros when asymmetric).
 
+    ``kernel``: "auto" (our VNNI GEMV for 1..8 rows, int4pack for prompts), "vnni", "int4pack" or "dequant".
+
     The frozen base of QLoRA: its forward takes (..., in_features) activations and lets gradients reach them.
     """
 
