@@ -87,8 +87,9 @@ def test_module_layouts_are_slices_of_the_fused_pack(kernel: str) -> None:
         return payload.own if kind == "int4-vnni" else payload
 
     for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
-        assert _storage(part(proj)) == _storage(packs.qkv)  # one copy for the module path and the fused step
-    assert _storage(part(layer.mlp.up_proj)) == _storage(packs.gate_up)
+        assert _storage(part(proj)) == _storage(packs.qkv[0])  # one copy for the module path and the fused step
+    assert len(packs.qkv) == len(packs.gate_up) == 1
+    assert _storage(part(layer.mlp.up_proj)) == _storage(packs.gate_up[0])
     # and the module path through those slices still gives the unfused results (a few rows, then a long prompt)
     fresh = _quantized(kernel=kernel)
     disable_fused_decode(fresh)
@@ -98,19 +99,36 @@ def test_module_layouts_are_slices_of_the_fused_pack(kernel: str) -> None:
             assert torch.equal(model(ids), fresh(ids))
 
 
-def test_unfusable_layers_fall_back_to_the_module_path() -> None:
-    # dim 64 on int4pack: k/v rows start at 64 + 32 = 96, not on a 64-row block: the step declines, the module path runs
+def test_parts_that_cannot_share_a_layout_run_as_separate_products() -> None:
+    # dim 64 on int4pack: k/v rows start at 64 + 32 = 96, not on a 64-row block: q, k, v stay three products
     model = _quantized(dim=64, kernel="int4pack")
     calls = _calls(model)
     got = _decode(model, [3, 4, 5], 4)
-    assert calls == [0, 0]
+    assert calls == [4, 4]
     disable_fused_decode(model)
     assert torch.equal(got, _decode(model, [3, 4, 5], 4))
-    # an int8 model is not int4: declines too
-    int8 = _quantized(scheme="int8")
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_block_palettes_take_the_fused_step_with_equal_logits(arch: str) -> None:
+    if not qg.quant_gemv_available():
+        pytest.skip("block palettes run on the VNNI GEMV")
+    model = _quantized(arch, scheme="pal4-b32")
+    disable_fused_decode(model)
+    ref = _decode(model, [5, 9, 17, 33], 5)
+    enable_fused_decode(model)
+    calls = _calls(model)
+    assert torch.equal(_decode(model, [5, 9, 17, 33], 5), ref)
+    assert calls == [5, 5]
+
+
+def test_other_schemes_decline() -> None:
+    int8 = _quantized(scheme="int8")  # int8 layers: the module path
     calls = _calls(int8)
-    _decode(int8, [3, 4], 3)
+    got = _decode(int8, [3, 4], 3)
     assert calls == [0, 0]
+    disable_fused_decode(int8)
+    assert torch.equal(got, _decode(int8, [3, 4], 3))
 
 
 def test_swapped_module_or_hook_or_new_weights_leave_the_fused_path() -> None:

@@ -187,6 +187,12 @@ def test_int8_takes_the_vnni_kernel_only_where_chunks_are_not_mostly_padding() -
     wide = Int8Linear.from_float(_linear(32, 512), parse_scheme("int8"))  # 16 groups of 32: one full chunk
     narrow = Int8Linear.from_float(_linear(32, 576), parse_scheme("int8"))  # 18 groups: a second chunk of 2
     assert wide.kernel_name() == "vnni" and narrow.kernel_name() == "int8pack"
+    from albumen.llm.quant import kernels
+
+    q, s = narrow.qweight, narrow.scale
+    big = kernels.pack_int8(q.repeat(kernels.VNNI_RAGGED_MIN_NUMEL // q.numel() + 1, 1), s.repeat(
+        kernels.VNNI_RAGGED_MIN_NUMEL // q.numel() + 1), "vnni")
+    assert big is not None and big.kernel == "vnni"  # a large table (a head) takes ours even on ragged rows
     x = torch.randn(3, 512)
     with torch.no_grad():
         assert float((wide(x) - nn.functional.linear(x, wide.dequantize(), wide.bias)).abs().max()) < 0.02

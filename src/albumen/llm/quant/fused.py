@@ -1,9 +1,11 @@
-"""One decode step of a decoder layer whose projections are all int4 (``Int4Linear``), in as few calls as possible.
+"""One decode step of a decoder layer whose projections are all 4-bit (``Int4Linear``, or block palettes
+``BlockPalettizedLinear``), in as few calls as possible.
 
-Per layer and token the module path makes 7 int4 products, each wrapped in ``QuantizedLinear.forward`` with its
+Per layer and token the module path makes 7 products, each wrapped in ``QuantizedLinear.forward`` with its
 casts, plus the norms, RoPE and attention as separate modules: ~25 Python module calls and ~80 ATen ops, which on
-SmolLM2 cost more than the products. Here q/k/v are one product and gate/up another, on weights concatenated
-along the output rows at first use; the norms, RoPE and single-query attention are the engine's C++ decode ops
+SmolLM2 cost more than the products. Here, for int4, q/k/v are one product and gate/up another, on weights
+concatenated along the output rows at first use (block palettes keep one product per matrix: each has its own
+table); the norms, RoPE and single-query attention are the engine's C++ decode ops
 (``kernels/decode_ops``); the products call ``_weight_int4pack_mm_for_cpu`` directly. Same ops, same order, same
 dtypes as the module path: the logits are equal (tests check it bit for bit).
 
@@ -29,7 +31,7 @@ from torch import Tensor, nn
 from albumen.llm.kernels import quant_gemv
 from albumen.llm.model import DecoderLayer
 from albumen.llm.quant import kernels
-from albumen.llm.quant.linear import Int4Linear
+from albumen.llm.quant.linear import BlockPalettizedLinear, Int4Linear
 
 __all__ = ["FusedInt4Layer", "disable_fused_decode", "enable_fused_decode", "fuse_int4"]
 
@@ -90,22 +92,46 @@ def fuse_int4(parts: list[Int4Linear]) -> tuple[Weight, Tensor | None] | None:
 
 @dataclass
 class _Packs:
-    qkv: Weight
-    qkv_bias: Tensor | None
+    qkv: list[Weight]  # one product on concatenated rows, or q, k, v apart (parts that cannot share a layout)
+    qkv_bias: list[Tensor | None]
     o: Weight
-    gate_up: Weight
+    gate_up: list[Weight]  # one product, or gate and up apart
     down: Weight
     gemv: Any  # the compiled quant_gemv module (for Q4Layout weights)
     state: tuple[Any, ...]  # (module, its runtime) pairs at fusion time: anything else means "rebuild or give up"
 
 
 def _matmul(packs: _Packs, x: Tensor, w: Weight, dtype: torch.dtype) -> Tensor:
-    """(B, K) -> (B, N) in ``dtype``, exactly as the part's ``Int4Linear`` forward computes it (before its bias)."""
+    """(B, K) -> (B, N) in ``dtype``, exactly as the part's own forward computes it (before its bias)."""
     if isinstance(w, quant_gemv.Q4Layout):
-        y = packs.gemv.q4_linear(x, w.blocks, w.out_features, w.in_features, w.group, w.has_zero, None, None)
+        y = packs.gemv.q4_linear(x, w.blocks, w.out_features, w.in_features, w.group, w.has_zero, w.lut, None)
         return y if dtype is torch.float32 else y.to(dtype)  # the kernel returns fp32
     y = torch.ops.aten._weight_int4pack_mm_for_cpu(x.to(torch.bfloat16), w.packed, w.group, w.scales_and_zeros)
     return y.to(dtype)
+
+
+def _weight(part: nn.Module) -> Weight | None:
+    """The layout a part's own forward uses for 1..8 rows, if it is one the step can call."""
+    rt = part.runtime()
+    if rt is None:
+        return None
+    kind, payload = rt
+    if kind == "int4-vnni":
+        return payload.own
+    return payload if kind in ("int4pack", "lut-vnni") else None
+
+
+def _products(parts: list[nn.Module]) -> tuple[list[Weight], list[Tensor | None]] | None:
+    """One product on concatenated int4 rows where the parts allow it, else one per part (block palettes: each
+    has its own table)."""
+    if all(type(p) is Int4Linear for p in parts):
+        fused = fuse_int4(parts)
+        if fused is not None:
+            return [fused[0]], [fused[1]]
+    weights = [_weight(p) for p in parts]
+    if any(w is None for w in weights):
+        return None
+    return weights, [p.bias for p in parts]
 
 
 class FusedInt4Layer:
@@ -124,20 +150,14 @@ class FusedInt4Layer:
         return tuple((p, p._runtime_key, p._runtime, p.reference, p.bias) for p in parts)
 
     def _build(self, parts: tuple[nn.Module, ...]) -> _Packs | None:
-        if any(type(p) is not Int4Linear or p.reference for p in parts):
+        if any(type(p) not in (Int4Linear, BlockPalettizedLinear) or p.reference for p in parts):
             return None
         q, k, v, o, gate, up, down = parts
-        qkv = fuse_int4([q, k, v])
-        gate_up = fuse_int4([gate, up])
-        o_rt, down_rt = o.runtime(), down.runtime()
-        if qkv is None or gate_up is None or o_rt is None or down_rt is None:
+        qkv, gate_up = _products([q, k, v]), _products([gate, up])
+        o_w, down_w = _weight(o), _weight(down)
+        if qkv is None or gate_up is None or o_w is None or down_w is None:
             return None
-
-        def weight(rt: tuple[str, Any]) -> Weight:
-            return rt[1].own if rt[0] == "int4-vnni" else rt[1]
-
-        return _Packs(qkv[0], qkv[1], weight(o_rt), gate_up[0], weight(down_rt), quant_gemv.quant_gemv_module(),
-                      self._state(parts))
+        return _Packs(qkv[0], qkv[1], o_w, gate_up[0], down_w, quant_gemv.quant_gemv_module(), self._state(parts))
 
     def packs(self) -> _Packs | None:
         """The fused weights, (re)built when a part changed since; None when this layer cannot be fused."""
@@ -175,21 +195,28 @@ def int4_decode_step(ops: Any, x: Tensor, packs: _Packs, in_norm: Tensor, post_n
                      n_kv: int) -> Tensor:
     """x (B, 1, D) -> (B, 1, D): h = x + o(attn(rope(q), cache)); out = h + down(silu(gate(n)) * up(n)).
 
-    The same ops in the same order and dtypes as the module path (``DecoderLayer.forward`` with ``Int4Linear``
-    parts), with q/k/v and gate/up each one product. Writes this token's key and value into the caches at ``pos``.
+    The same ops in the same order and dtypes as the module path (``DecoderLayer.forward`` with 4-bit parts), with
+    q/k/v and gate/up each one product where the parts share a layout. Writes this token's key and value into the caches at ``pos``.
     """
     bsz, _, dim = x.shape
     hd = cos.shape[-1]
     dt = x.dtype
     x2 = x.view(bsz, dim)  # (B, D)
     h = ops.rms_norm(x2, in_norm, eps)
-    qkv = _matmul(packs, h, packs.qkv, dt)  # (B, (nh + 2 nkv) hd)
-    if packs.qkv_bias is not None:  # Int4Linear adds its bias in its dtype (fp32 model: fp32 by promotion)
-        qkv = torch.add(packs.qkv_bias, qkv)
+    outs = []
+    for w, bias in zip(packs.qkv, packs.qkv_bias):
+        y = _matmul(packs, h, w, dt)  # (B, rows)
+        # the parts add their bias in its dtype (fp32 model: fp32 by promotion, one op)
+        outs.append(y if bias is None else torch.add(bias, y))
     nq, nk = n_heads * hd, n_kv * hd
-    q = qkv[:, :nq].view(bsz, 1, n_heads, hd).transpose(1, 2)  # (B, nh, 1, hd)
-    k = qkv[:, nq:nq + nk].view(bsz, 1, n_kv, hd).transpose(1, 2)  # (B, nkv, 1, hd)
-    v = qkv[:, nq + nk:].view(bsz, n_kv, hd)  # (B, nkv, hd)
+    if len(outs) == 1:
+        qkv = outs[0]  # (B, (nh + 2 nkv) hd)
+        q_rows, k_rows, v_rows = qkv[:, :nq], qkv[:, nq:nq + nk], qkv[:, nq + nk:]
+    else:
+        q_rows, k_rows, v_rows = outs
+    q = q_rows.view(bsz, 1, n_heads, hd).transpose(1, 2)  # (B, nh, 1, hd)
+    k = k_rows.view(bsz, 1, n_kv, hd).transpose(1, 2)  # (B, nkv, 1, hd)
+    v = v_rows.view(bsz, n_kv, hd)  # (B, nkv, hd)
     q, k = ops.rope(q, cos, sin), ops.rope(k, cos, sin)
     kc, vc = k_cache[:bsz], v_cache[:bsz]  # (B, nkv, S, hd)
     kc[:, :, pos].copy_(k[:, :, 0])
@@ -197,16 +224,20 @@ def int4_decode_step(ops: Any, x: Tensor, packs: _Packs, in_norm: Tensor, post_n
     y = ops.decode_attention(q, kc[:, :, :pos + 1], vc[:, :, :pos + 1])  # (B, nh, 1, hd)
     h1 = x2 + _matmul(packs, y.view(bsz, nq), packs.o, dt)  # (B, D)
     n2 = ops.rms_norm(h1, post_norm, eps)
-    gu = _matmul(packs, n2, packs.gate_up, dt)  # (B, 2F)
-    ffn = gu.shape[1] // 2
-    act = F.silu(gu[:, :ffn]) * gu[:, ffn:]  # (B, F)
+    if len(packs.gate_up) == 1:
+        gu = _matmul(packs, n2, packs.gate_up[0], dt)  # (B, 2F)
+        ffn = gu.shape[1] // 2
+        gate, up = gu[:, :ffn], gu[:, ffn:]
+    else:
+        gate, up = (_matmul(packs, n2, w, dt) for w in packs.gate_up)
+    act = F.silu(gate) * up  # (B, F)
     return (h1 + _matmul(packs, act, packs.down, dt)).view(bsz, 1, dim)
 
 
 def enable_fused_decode(model: nn.Module) -> int:
-    """Give every decoder layer of an engine ``Transformer`` a fused int4 decode step; returns how many layers.
+    """Give every decoder layer of an engine ``Transformer`` a fused 4-bit decode step; returns how many layers.
 
-    Harmless on layers that are not all int4 (the step then declines at first use). Other models: nothing happens.
+    Harmless on layers that are not all 4-bit (the step then declines at first use). Other models: nothing happens.
     """
     count = 0
     for module in model.modules():

@@ -147,6 +147,9 @@ def int4_dual_linear(x: Tensor, w: Int4Dual, dequant: Callable[[], Tensor]) -> T
     return dequant_linear(x, dequant(), None)
 
 
+VNNI_RAGGED_MIN_NUMEL = 8 * 1024 * 1024  # int8 weights at least this large take our kernel even on ragged rows
+
+
 class Int8Packed:
     """An int8 per-channel weight in the layout of one int8 kernel: ``"vnni"``, ``"fbgemm"`` or ``"int8pack"``."""
 
@@ -175,8 +178,11 @@ def pack_int8(q: Tensor, scale: Tensor, kernel: str = "fbgemm") -> Int8Packed | 
         from albumen.llm.kernels import quant_gemv
 
         groups = q.shape[1] // 32
-        if not quant_gemv.quant_gemv_available() or q.shape[1] % 32 or -(-groups // 16) * 16 > 1.25 * groups:
-            # the kernel computes whole chunks of 16 groups: on 576-wide rows (18 groups) it would do 32
+        ragged = -(-groups // 16) * 16 > 1.25 * groups
+        if not quant_gemv.quant_gemv_available() or q.shape[1] % 32 or (ragged and q.numel() < VNNI_RAGGED_MIN_NUMEL):
+            # a ragged last chunk reads no extra bytes but computes masked lanes: on 576-wide rows (18 groups of
+            # 16-lane chunks: 32 computed) small layers ran faster on int8pack; a large table such as SmolLM2's
+            # 49152x576 head is bandwidth-bound and ran 1.5x faster on ours (docs/quantization.md)
             return None
         rest = pack_int8(q, scale, "int8pack")  # for inputs of more than 8 rows
         return Int8Packed("vnni", (quant_gemv.pack_q8(q, scale), rest), q.shape[0],
