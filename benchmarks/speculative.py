@@ -85,7 +85,7 @@ def _spec(target, tok, drafter, prompt: str, cfg: SamplingConfig, spec: Speculat
     s = r.stats
     return {"ids": r.token_ids, "tok_s": s.decode_tokens_per_s, "new": s.new_tokens, "decode_s": s.decode_s,
             "drafted": s.drafted, "accepted": s.accepted, "steps": s.target_steps, "draft_s": s.draft_s,
-            "verify_s": s.verify_s, "ttft_s": s.ttft_s}
+            "verify_s": s.verify_s, "ttft_s": s.ttft_s, "draft_lengths": s.draft_lengths}
 
 
 def _llama_cpp_peer(gguf: Path, prompts: list[str], max_new: int, threads: int) -> dict[str, float] | None:
@@ -170,7 +170,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                              "identical": all(x["ids"] == plain_ids for x in runs[m]),
                              "drafted": last.get("drafted", 0), "accepted": last.get("accepted", 0),
                              "steps": last.get("steps", 0), "draft_s": last.get("draft_s", 0.0),
-                             "verify_s": last.get("verify_s", 0.0)})
+                             "verify_s": last.get("verify_s", 0.0), "draft_lengths": last.get("draft_lengths", [])})
             print(f"{set_name} #{i}: " + ", ".join(
                 f"{r['method']} {r['tok_s']:.1f} tok/s ({r['speedup']:.2f}x)" for r in rows[-len(methods):]),
                 file=sys.stderr, flush=True)

@@ -219,3 +219,15 @@ def test_expensive_probes_are_spaced_to_the_budget() -> None:
     assert probes and probes[0] < 10  # the first probe comes before its cost is known
     gaps = [b - a for a, b in zip(probes, probes[1:])]
     assert gaps and min(gaps) >= 210  # (40 + 2) ms / (0.02 * 10 ms)
+
+
+def test_an_inflated_plain_step_does_not_make_drafting_look_free() -> None:
+    """One plain step measured at 2 s (a stall) must not lift every block to 2 s (which made k = 7 look best): it is
+    capped at the cheapest measured block, so at 30 % acceptance the controller drafts at most one token."""
+    ratio = [1.0, 1.32, 1.54, 1.74, 2.76, 2.98, 3.2, 3.42]
+    costs = StepCosts(7)
+    costs.verify_s = [2.0] + [0.045 * r for r in ratio[1:]]
+    costs.draft_tok_s = 0.015
+    ctl = AdaptiveDraftLength(SpeculativeConfig(k=4, prior_rate=0.3), draft_cost=0.3, clock=FakeClock(), costs=costs)
+    assert ctl.best_k() <= 1
+    assert ctl.step_times()[0] <= 0.045 * 1.32

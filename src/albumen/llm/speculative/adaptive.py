@@ -196,6 +196,11 @@ class AdaptiveDraftLength:
                 else:  # beyond them: the prior shape 1 + v k from the nearest one
                     j = lo[-1] if lo else hi[0]
                     verify.append(self.costs.verify_s[j] * (1.0 + v * k) / (1.0 + v * j))
+        # Nor does a shorter block verify slower: a stale outlier (a stall, a first-use kernel pack) in the plain
+        # step's time would otherwise lift every block to it, make drafting look free, and, with drafts running,
+        # never be measured again.
+        for k in range(len(verify) - 2, -1, -1):
+            verify[k] = min(verify[k], verify[k + 1])
         for k in range(1, len(verify)):  # a longer block never verifies faster (timing noise aside)
             verify[k] = max(verify[k], verify[k - 1])
         return verify
