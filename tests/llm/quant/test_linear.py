@@ -196,3 +196,17 @@ def test_int8_takes_the_vnni_kernel_only_where_chunks_are_not_mostly_padding() -
     x = torch.randn(3, 512)
     with torch.no_grad():
         assert float((wide(x) - nn.functional.linear(x, wide.dequantize(), wide.bias)).abs().max()) < 0.02
+
+
+@pytest.mark.parametrize("name", ["int4-g32", "pal4-b32"])
+def test_decode_kernel_rows_are_batch_invariant(name: str) -> None:
+    # speculative decoding needs a row scored alone (decode) to equal the same row inside a block of up to 8
+    if not quant_gemv.quant_gemv_available():
+        pytest.skip("needs the AVX-512 VNNI build")
+    scheme = parse_scheme(name)
+    q = quantized_linear_class(scheme).from_float(_linear(), scheme)
+    x = torch.randn(8, 256)
+    with torch.no_grad():
+        block = q(x)
+        for i in (0, 3, 7):
+            assert torch.equal(q(x[i:i + 1]), block[i:i + 1])
