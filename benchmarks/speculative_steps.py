@@ -54,6 +54,10 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     for t in range(1, args.k_max + 2):
         ids, pos = torch.arange(200, 200 + t)[None], torch.arange(ctx, ctx + t)
         calls[f"verify {t} rows"] = lambda ids=ids, pos=pos: target(ids, pos)
+    with torch.inference_mode():
+        plan = target.decode_plan() if hasattr(target, "decode_plan") else None
+    if plan is not None:  # what plain decoding runs per token where the engine has a single-call plan
+        calls["plain step (decode plan)"] = lambda: plan.logits(200, ctx)
     one, p = torch.tensor([[300]]), torch.tensor([ctx])
 
     def draft_step(head: torch.nn.Module) -> Callable[[], object]:
