@@ -6,12 +6,13 @@ casts, plus the norms, RoPE and attention as separate modules: ~25 Python module
 SmolLM2 cost more than the products. Here, for int4, q/k/v are one product and gate/up another, on weights
 concatenated along the output rows at first use (block palettes keep one product per matrix: each has its own
 table); the norms, RoPE and single-query attention are the engine's C++ decode ops
-(``kernels/decode_ops``); the products call ``_weight_int4pack_mm_for_cpu`` directly. Same ops, same order, same
+(``kernels/decode_ops``); the products call the compiled GEMV (``kernels/quant_gemv``, the default for 1..8 rows)
+or ``_weight_int4pack_mm_for_cpu`` directly, whichever the parts' ``kernel`` uses. Same ops, same order, same
 dtypes as the module path: the logits are equal (tests check it bit for bit).
 
-Memory: the int4pack layout is blocked by 64 output rows, so a row slice of the concatenated layout *is* the
-layout of each part. The modules' own kernel layouts become those slices (their scales copied, ~1/64 of the
-codes), so prompts (module path) and decode (fused path) share one copy.
+Memory: both layouts are blocked by output rows (4 for our GEMV, 64 for int4pack), so a row slice of the
+concatenated layout *is* the layout of each part. The modules' own layouts become those slices (int4pack's scales
+copied, ~1/64 of the codes), so the module path and the fused step share one copy.
 
 The engine calls ``layer._quant_step(ops, x, cos, sin, pos)`` (see ``DecoderLayer._fused_step`` in model.py) where
 ``enable_fused_decode`` installed it; it returns None whenever the layer is not as it was when fused (a module
