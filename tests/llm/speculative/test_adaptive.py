@@ -231,3 +231,16 @@ def test_an_inflated_plain_step_does_not_make_drafting_look_free() -> None:
     ctl = AdaptiveDraftLength(SpeculativeConfig(k=4, prior_rate=0.3), draft_cost=0.3, clock=FakeClock(), costs=costs)
     assert ctl.best_k() <= 1
     assert ctl.step_times()[0] <= 0.045 * 1.32
+
+
+def test_steps_until_probe() -> None:
+    ctl = AdaptiveDraftLength(SpeculativeConfig(k=0), draft_cost=0.5, clock=FakeClock())
+    assert ctl.steps_until_probe() is None  # a fresh controller measures a plain step first
+    assert ctl.next_k() == 0
+    ctl.update(0, 0, None, 0.01)
+    assert ctl.steps_until_probe() == 8  # the first wait
+    ctl.next_k()
+    assert ctl.steps_until_probe() == 7
+    assert AdaptiveDraftLength(SpeculativeConfig(k=0, adaptive=False), 0.0).steps_until_probe() >= 1 << 20
+    drafting = AdaptiveDraftLength(SpeculativeConfig(k=3, adaptive=False), 0.0)
+    assert drafting.steps_until_probe() is None

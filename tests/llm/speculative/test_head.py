@@ -91,3 +91,30 @@ def test_head_for_another_width_is_refused() -> None:
     head = random_head(tiny_model(dim=32))
     with pytest.raises(ValueError, match="width"):
         list(speculative_decode(tiny_model(), HeadDrafter(head), [1, 2], SamplingConfig(max_new_tokens=4)))
+
+
+def test_head_releases_the_target_when_it_will_not_draft_again() -> None:
+    """At a fixed k = 0 (or when no probe can come before the end) the head's hook is removed at once, so the
+    target decodes on its single-call plan; the output is plain decoding's either way."""
+    from albumen.llm.sampling import SamplingConfig
+    from albumen.llm.speculative.adaptive import SpeculativeConfig
+    from albumen.llm.speculative.decode import speculative_decode
+    from albumen.llm.testing import tiny_model
+
+    from .conftest import plain_tokens
+
+    target = tiny_model(seed=4)
+    cfg = SamplingConfig(max_new_tokens=12, ignore_eos=True)
+    expected = plain_tokens(target, [3, 4, 5], cfg)
+    torch.manual_seed(0)
+    head = DraftHead(HeadConfig.for_target(target.args, "tiny", intermediate_size=32), torch.arange(260)).eval()
+    drafter = HeadDrafter(head)
+    hooks_seen = []
+    stream = speculative_decode(target, drafter, [3, 4, 5], cfg, SpeculativeConfig(k=0, adaptive=False))
+    got = []
+    for token in stream:
+        got.append(token)
+        hooks_seen.append(len(target.model.layers[-1]._forward_hooks))
+    assert got == expected
+    assert hooks_seen[0] == 1 and hooks_seen[-1] == 0  # watched the prefill, then let go
+    assert drafter.release() is False  # nothing left to release

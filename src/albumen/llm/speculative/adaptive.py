@@ -168,6 +168,15 @@ class AdaptiveDraftLength:
             return 1
         return 0
 
+    def steps_until_probe(self) -> int | None:
+        """Plain steps before the controller drafts again while at k = 0 (a very large number for a fixed k = 0);
+        None while it drafts."""
+        if self.k > 0 or self._plain_first:
+            return None
+        if not self.cfg.adaptive:
+            return 1 << 30
+        return max(self._wait, self._budget_wait()) - self._idle
+
     def _budget_wait(self) -> int:
         """Plain steps between probes so that probing costs at most ``probe_budget`` of their time (0: unknown)."""
         plain, resume = self.costs.verify_s[0], self.costs.resume_s

@@ -108,6 +108,18 @@ def _plain_step(target: Transformer, plan: Any | None, tokens: Sequence[int], po
     return int(sample(logits, cfg, gen, torch.tensor([tokens]) if penalize else None)[0])
 
 
+def _no_probe_left(control: AdaptiveDraftLength, steps_left: int) -> bool:
+    """True when the controller will not draft again in the ``steps_left`` steps of this sequence."""
+    until = control.steps_until_probe()
+    return until is not None and until >= steps_left
+
+
+def _release(drafter: Drafter) -> bool:
+    """Let a drafter drop what it holds on the target (``release()``, optional); True if it had something."""
+    release = getattr(drafter, "release", None)
+    return bool(release()) if callable(release) else False
+
+
 _COSTS: weakref.WeakKeyDictionary[Drafter, tuple[int, StepCosts]] = weakref.WeakKeyDictionary()
 
 
@@ -169,9 +181,16 @@ def speculative_decode(
             plan = target.decode_plan() if hasattr(target, "decode_plan") else None
             t0 = time.perf_counter()
             idle = False  # the last step was a plain one: the drafter first catches up on the tokens it missed
+            released = False  # the drafter will not be asked again this sequence and let go of the target
             while stats.new_tokens < cfg.max_new_tokens:
                 # Never draft past max_new_tokens or the cache: the target's own token always comes on top.
-                k = min(control.next_k(), cfg.max_new_tokens - stats.new_tokens - 1)
+                k = 0 if released else min(control.next_k(), cfg.max_new_tokens - stats.new_tokens - 1)
+                if k <= 0 and not released and _no_probe_left(control, cfg.max_new_tokens - stats.new_tokens):
+                    # A drafter that watches the target (the head's feature hook) keeps it off the decode plan;
+                    # once no draft can come before the end, release it and decode plainly on the plan.
+                    released = _release(drafter)
+                    if released:
+                        plan = target.decode_plan() if hasattr(target, "decode_plan") else None
                 pos = len(tokens) - 1  # the last accepted token is not in the target's cache yet
                 t_draft = clock()
                 if k <= 0:  # plain step: exactly what plain decoding runs, no drafter and no block bookkeeping

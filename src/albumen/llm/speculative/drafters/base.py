@@ -40,7 +40,9 @@ class Drafter(Protocol):
 
     The loop calls ``start`` once per sequence, then alternates ``propose`` (tokens = prompt + every accepted token
     so far) and the target's verification; ``finish`` always runs at the end. A drafter with a KV cache rolls it back
-    itself by comparing ``tokens`` with what it fed before.
+    itself by comparing ``tokens`` with what it fed before. Optionally ``release()`` lets go of whatever it holds on
+    the target (a forward hook) when the loop knows it will not ask for drafts again this sequence; it returns
+    True if it held something.
     """
 
     name: str

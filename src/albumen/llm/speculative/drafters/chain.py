@@ -37,6 +37,11 @@ class ChainDrafter:
         for d in self.drafters:
             d.finish()
 
+    def release(self) -> bool:
+        """Release every drafter in the chain that holds something on the target."""
+        released = [bool(d.release()) for d in self.drafters if callable(getattr(d, "release", None))]
+        return any(released)
+
     def propose(self, tokens: Sequence[int], k: int, cfg: SamplingConfig, generator: torch.Generator | None) -> Draft:
         for d in self.drafters:
             draft = d.propose(tokens, k, cfg, generator)
