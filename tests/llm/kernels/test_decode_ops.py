@@ -26,7 +26,9 @@ def test_rms_norm_equals_pytorch(dtype: torch.dtype, shape: tuple[int, ...]) -> 
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize(("heads", "kv_heads", "head_dim", "length"), [(9, 3, 64, 37), (4, 4, 16, 1), (12, 2, 128, 200)])
+@pytest.mark.parametrize(("heads", "kv_heads", "head_dim", "length"),
+                         [(9, 3, 64, 37), (4, 4, 16, 1), (12, 2, 128, 200), (8, 2, 32, 1000), (9, 3, 64, 16),
+                          (6, 3, 72, 5)])  # AVX-512 paths for 32/64/128 (full and ragged 16-blocks), a loop for 16/72
 def test_attention_equals_grouped_attention(dtype: torch.dtype, heads: int, kv_heads: int, head_dim: int,
                                             length: int) -> None:
     gen = torch.Generator().manual_seed(heads + length)
@@ -61,3 +63,17 @@ def test_rope_equals_apply_rope(dtype: torch.dtype) -> None:
     ref = apply_rope(x, cos, sin)
     assert y.shape == ref.shape and y.is_contiguous()
     torch.testing.assert_close(y, ref, rtol=1e-6 if dtype is torch.float32 else 0, atol=1e-6 if dtype is torch.float32 else 0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_attention_with_peaked_scores(dtype: torch.dtype) -> None:
+    """Scores far apart (exp underflows to 0 for all but a few keys) still give PyTorch's softmax."""
+    gen = torch.Generator().manual_seed(7)
+    q = (torch.randn(1, 4, 1, 64, generator=gen) * 40).to(dtype)
+    k = torch.randn(1, 2, 300, 64, generator=gen).to(dtype)
+    v = torch.randn(1, 2, 300, 64, generator=gen).to(dtype)
+    y = decode_ops_module().decode_attention(q, k, v)
+    ref = grouped_attention(q.double(), k.double(), v.double(), None)
+    assert torch.isfinite(y).all()
+    tol = 1e-5 if dtype is torch.float32 else 2e-2
+    torch.testing.assert_close(y.double(), ref, rtol=tol, atol=tol)
