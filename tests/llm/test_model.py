@@ -226,9 +226,11 @@ def test_large_bf16_linears_take_the_packed_path():
     net = torch.nn.Sequential(big, small)
     assert use_decode_kernels(net, kernels=True) == 2
     assert big.__dict__["_dense_kernel"] is None and small.__dict__["_dense_kernel"] is not None
-    x = torch.randn(1, side, dtype=torch.bfloat16)
     with torch.inference_mode():
-        torch.testing.assert_close(big(x).float(), (x.float() @ big.weight.float().T), rtol=2e-2, atol=2e-2)
+        for rows in (1, 4, 8, 9):  # 2..8 rows (speculative verification blocks) use the same packed copy; 9: F.linear
+            x = torch.randn(1, rows, side, dtype=torch.bfloat16)
+            torch.testing.assert_close(big(x).float(), (x.float() @ big.weight.float().T), rtol=2e-2, atol=2e-2)
+        assert "_decode_pack" in big.__dict__
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

@@ -228,9 +228,11 @@ def _decode_linear_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     1. The AVX-512 dense kernel (``albumen.llm.kernels.dense``), when it is built and handles the call (fp32 or bf16,
        x in the weight's dtype, at most 8 rows, no autograd): it streams the weight once at memory bandwidth. Measured
        in ``benchmarks/llm_decode.py`` (docs/llm.md): faster than ``F.linear`` for fp32 and bf16 at 1..8 rows.
-    2. Otherwise, one bf16 row: oneDNN with the weight pre-packed for batch 1 (plain ``F.linear`` reorders the bf16
+    2. Otherwise, 1..8 bf16 rows: oneDNN with the weight pre-packed for batch 1 (plain ``F.linear`` reorders the bf16
        weight on every call; the packed copy reads 1.65x faster). The pack is made on first use and redone when the
-       weight changes (another tensor, or an in-place edit such as a LoRA merge); it costs one extra bf16 copy.
+       weight changes (another tensor, or an in-place edit such as a LoRA merge); it costs one extra bf16 copy. Blocks
+       of 2..8 rows (speculative verification) take the same copy: a 4-row block on Qwen2.5-1.5B costs 1.19x one row
+       there against 2.06x through ``F.linear`` (``benchmarks/speculative_steps.py``, docs/speculative.md).
     3. Otherwise ``F.linear``.
     """
     w = self.weight
@@ -239,7 +241,7 @@ def _decode_linear_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
         y = kernel.try_linear(x, w, self.bias)  # (..., N), or None where the kernel does not apply
         if y is not None:
             return y
-    if x.dtype is torch.bfloat16 and w.dtype is torch.bfloat16 and x.numel() == x.shape[-1] and (
+    if x.dtype is torch.bfloat16 and w.dtype is torch.bfloat16 and x.numel() <= 8 * x.shape[-1] and (
             not torch.is_grad_enabled() or not (w.requires_grad or x.requires_grad)) and _mkldnn_packing_available():
         try:
             key = (w.data_ptr(), w._version)
