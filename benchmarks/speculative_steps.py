@@ -21,6 +21,7 @@ import torch
 
 from albumen.llm.loading import load_model
 from albumen.llm.model import Transformer
+from albumen.llm.quant.fused import MAX_BLOCK_ROWS, set_max_block_rows
 from albumen.llm.speculative.drafters.model import restrict_vocab
 from albumen.llm.speculative.vocab import load_draft_vocab
 from speculative import packed_rows  # benchmarks/speculative.py (this script's folder is on sys.path)
@@ -36,6 +37,15 @@ def _prefilled(model: Transformer, n: int) -> None:
     model.setup_caches(1, 512)
     with torch.inference_mode():
         model(torch.arange(100, 100 + n)[None], torch.arange(n), last_only=True)
+
+
+def _module_block(model: Transformer, ids: torch.Tensor, pos: torch.Tensor) -> object:
+    """One block with the fused int4 steps limited to one row (quant/fused.py), so the block runs as modules."""
+    set_max_block_rows(model, 1)
+    try:
+        return model(ids, pos)
+    finally:
+        set_max_block_rows(model, MAX_BLOCK_ROWS)
 
 
 def run(args: argparse.Namespace) -> dict[str, float]:
@@ -54,6 +64,8 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     for t in range(1, args.k_max + 2):
         ids, pos = torch.arange(200, 200 + t)[None], torch.arange(ctx, ctx + t)
         calls[f"verify {t} rows"] = lambda ids=ids, pos=pos: target(ids, pos)
+        if args.int4_blocks_ab and t > 1:  # the same block through the module path (before fused int4 blocks)
+            calls[f"verify {t} rows (modules)"] = lambda ids=ids, pos=pos: _module_block(target, ids, pos)
     with torch.inference_mode():
         plan = target.decode_plan() if hasattr(target, "decode_plan") else None
     if plan is not None:  # what plain decoding runs per token where the engine has a single-call plan
@@ -109,6 +121,8 @@ def main() -> None:
     p.add_argument("--vocab", default=None, help="a draft vocabulary file (assets/drafters/*.vocab.json)")
     p.add_argument("--dtype", default="bfloat16")
     p.add_argument("--packed-rows", action="store_true", help="diagnosis: the proposed engine routing for 2..8 rows")
+    p.add_argument("--int4-blocks-ab", action="store_true",
+                   help="int4 target: also time each block of 2..k+1 rows through the module path")
     p.add_argument("--k-max", type=int, default=7)
     p.add_argument("--repeats", type=int, default=9)
     p.add_argument("--threads", type=int, default=1)

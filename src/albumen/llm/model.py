@@ -369,7 +369,8 @@ class DecoderLayer(nn.Module):
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, input_pos: torch.Tensor | None,
                 mask: torch.Tensor | None, kv_len: int) -> torch.Tensor:
         ops = self.__dict__.get("_decode_ops")  # set by use_decode_kernels
-        if ops is not None and x.shape[1] == 1 and input_pos is not None and not torch.is_grad_enabled():
+        if ops is not None and (x.shape[1] == 1 or "_quant_step" in self.__dict__) and input_pos is not None and (
+                not torch.is_grad_enabled()):  # int4 (quant/fused.py): blocks of 2..8 rows too
             y = self._fused_step(ops, x, cos, sin, kv_len - 1)
             if y is not None:
                 return y

@@ -9,7 +9,7 @@ from albumen.llm.kernels.decode_ops import decode_ops_module
 from albumen.llm.kernels import quant_gemv as qg
 from albumen.llm.quant import QuantConfig, quantize_model, set_kernel
 from albumen.llm.quant.checkpoint import load_quantized, save_quantized
-from albumen.llm.quant.fused import FusedInt4Layer, disable_fused_decode, enable_fused_decode
+from albumen.llm.quant.fused import FusedInt4Layer, disable_fused_decode, enable_fused_decode, set_max_block_rows
 from albumen.llm.testing import tiny_model
 
 pytestmark = pytest.mark.skipif(decode_ops_module() is None, reason="the engine's C++ decode ops are not built")
@@ -33,7 +33,9 @@ def _storage(weight) -> int:
 
 
 def _decode(model: torch.nn.Module, prompt: list[int], n: int) -> torch.Tensor:
-    """(n, V) logits of greedy decoding after a prefill, one token per step through the KV cache."""
+    """(n, V) logits of greedy decoding after a prefill, one token per step through the KV cache. Short prompts
+    are left-padded to 9 tokens so the prefill runs as modules (fused blocks take 2..8 rows: tested below)."""
+    prompt = [1] * (9 - len(prompt)) + prompt
     model.setup_caches(1, 64)
     out = []
     with torch.no_grad():
@@ -165,3 +167,63 @@ def test_checkpoint_load_installs_the_fused_step(tmp_path) -> None:
     assert all(isinstance(layer.__dict__.get("_quant_step"), FusedInt4Layer) for layer in loaded.model.layers)
     disable_fused_decode(model)
     assert torch.equal(_decode(loaded, [7, 7, 7], 4), _decode(model, [7, 7, 7], 4))
+
+
+def _blocks(model: torch.nn.Module, prompt: list[int], tokens: list[int], split: list[int]) -> torch.Tensor:
+    """(len(tokens), V) logits of ``tokens`` fed after a prefill of ``prompt`` in blocks of the sizes in ``split``
+    (a verification block of k + 1 rows is one such block)."""
+    model.setup_caches(1, 64)
+    out, at = [], len(prompt)
+    with torch.no_grad():
+        model(torch.tensor([prompt]), torch.arange(len(prompt)))
+        for n in split:
+            ids = torch.tensor([tokens[at - len(prompt): at - len(prompt) + n]])
+            out.append(model(ids, torch.arange(at, at + n))[0])
+            at += n
+    model.clear_caches()
+    return torch.cat(out)
+
+
+PROMPT = list(range(3, 14))  # 11 tokens: the prefill runs as modules (blocks take at most 8 rows)
+TOKENS = [5, 9, 17, 33, 2, 71, 40, 8, 99, 12, 6, 1]
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_a_block_of_rows_equals_the_same_rows_one_at_a_time(arch: str, dtype: torch.dtype, kernel: str) -> None:
+    model = _quantized(arch, dtype=dtype, kernel=kernel)
+    enable_fused_decode(model)
+    single = _blocks(model, PROMPT, TOKENS, [1] * len(TOKENS))
+    calls = _calls(model)
+    got = _blocks(model, PROMPT, TOKENS, [2, 8, 1, 1])
+    assert calls == [4, 4]  # each block was one fused call per layer
+    if kernel == "auto" and qg.quant_gemv_module() is not None:
+        assert torch.equal(got, single)  # batch-invariant: a row inside a block == the row alone (bit for bit)
+    else:  # torch's int4pack kernel tiles rows differently for a block: equal up to rounding
+        tol = 1e-5 if dtype is torch.float32 else 2e-2
+        assert torch.allclose(got.float(), single.float(), atol=tol, rtol=tol)
+        assert torch.equal(got.argmax(-1), single.argmax(-1))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_fused_block_matches_the_module_path(dtype: torch.dtype) -> None:
+    model = _quantized("qwen2", dtype=dtype)
+    disable_fused_decode(model)
+    ref = _blocks(model, PROMPT, TOKENS, [5, 3, 4])  # module path: the mask and grouped_attention
+    enable_fused_decode(model)
+    got = _blocks(model, PROMPT, TOKENS, [5, 3, 4])
+    tol = 1e-4 if dtype is torch.float32 else 3e-2  # attention rounds differently (per-row C++ vs one matmul)
+    assert torch.allclose(got.float(), ref.float(), atol=tol, rtol=tol)
+    assert torch.equal(got.argmax(-1), ref.argmax(-1))
+
+
+def test_blocks_beyond_the_row_limit_run_as_modules() -> None:
+    model = _quantized()
+    enable_fused_decode(model)
+    assert set_max_block_rows(model, 4) == 2
+    calls = _calls(model)
+    _blocks(model, PROMPT, TOKENS, [4, 5, 1])
+    assert calls == [2, 2]  # the 5-row block declined
+    with pytest.raises(ValueError, match="rows must be 1..8"):
+        set_max_block_rows(model, 9)

@@ -34,8 +34,13 @@ from albumen.llm.model import DecoderLayer
 from albumen.llm.quant import kernels
 from albumen.llm.quant.linear import BlockPalettizedLinear, Int4Linear
 
-__all__ = ["FusedInt4Layer", "disable_fused_decode", "enable_fused_decode", "fuse_int4"]
+__all__ = [
+    "MAX_BLOCK_ROWS", "FusedInt4Layer", "block_attention", "disable_fused_decode", "enable_fused_decode", "fuse_int4",
+    "int4_decode_step",
+    "set_max_block_rows",
+]
 
+MAX_BLOCK_ROWS = 8  # the GEMV reads each weight once for up to 8 rows (speculative verification: k + 1 <= 8)
 _PACK_ROW_BLOCK = 64  # int4pack's CPU layout interleaves rows in blocks of 64: slices must start on a block
 
 Weight = Union[quant_gemv.Q4Layout, kernels.Int4Packed]
@@ -138,8 +143,9 @@ def _products(parts: list[nn.Module]) -> tuple[list[Weight], list[Tensor | None]
 class FusedInt4Layer:
     """The ``_quant_step`` of one ``DecoderLayer``: builds its packs at first use, then runs the step."""
 
-    def __init__(self, layer: nn.Module) -> None:
+    def __init__(self, layer: nn.Module, max_rows: int = MAX_BLOCK_ROWS) -> None:
         self.layer = layer
+        self.max_rows = max_rows  # rows (batch x new tokens) one call takes; 1: blocks run as modules
         self._packs: _Packs | None = None
         self._failed_state: tuple[Any, ...] | None = None
 
@@ -180,6 +186,8 @@ class FusedInt4Layer:
         cache = attn.kv_cache
         if cache is None or x.dtype not in (torch.float32, torch.bfloat16):
             return None
+        if x.shape[0] * x.shape[1] > self.max_rows or x.shape[1] > pos + 1:
+            return None  # a longer block (prefill) runs as modules
         mods = (layer.input_layernorm, layer.post_attention_layernorm, attn, mlp, *self._parts())
         if any(m._forward_hooks or m._forward_pre_hooks for m in mods):
             return None
@@ -191,48 +199,82 @@ class FusedInt4Layer:
             layer.input_layernorm.eps, cos, sin, cache.k_cache, cache.v_cache, pos, attn.n_heads, attn.n_kv_heads)
 
 
+def block_attention(ops: Any, q: Tensor, k_cache: Tensor, v_cache: Tensor, start: int) -> Tensor:
+    """q (B, nh, M, hd) at positions start..start+M-1 over the caches (B, nkv, S, hd) -> (B, nh, M, hd).
+
+    Causal inside the block: row i sees positions 0..start+i. Each row is the engine's single-query C++ attention,
+    the very call a one-row step makes, so a row inside a block equals the same row decoded alone (bit for bit)
+    and a verification block gives the logits of plain decoding. (``grouped_attention`` with the block mask, the
+    module path's choice, rounds differently; measured in docs/speculative.md.)
+    """
+    m = q.shape[2]
+    if m == 1:
+        return ops.decode_attention(q, k_cache[:, :, :start + 1], v_cache[:, :, :start + 1])
+    rows = [ops.decode_attention(q[:, :, i:i + 1].contiguous(), k_cache[:, :, :start + i + 1],
+                                 v_cache[:, :, :start + i + 1]) for i in range(m)]  # M x (B, nh, 1, hd)
+    return torch.cat(rows, dim=2)
+
+
 def int4_decode_step(ops: Any, x: Tensor, packs: _Packs, in_norm: Tensor, post_norm: Tensor, eps: float,
                      cos: Tensor, sin: Tensor, k_cache: Tensor, v_cache: Tensor, pos: int, n_heads: int,
                      n_kv: int) -> Tensor:
-    """x (B, 1, D) -> (B, 1, D): h = x + o(attn(rope(q), cache)); out = h + down(silu(gate(n)) * up(n)).
+    """x (B, M, D) -> (B, M, D) for M new tokens at positions pos-M+1..pos (B * M <= 8):
+    h = x + o(attn(rope(q), cache)); out = h + down(silu(gate(n)) * up(n)).
 
     The same ops in the same order and dtypes as the module path (``DecoderLayer.forward`` with 4-bit parts), with
-    q/k/v and gate/up each one product where the parts share a layout. Writes this token's key and value into the caches at ``pos``.
+    q/k/v and gate/up each one product where the parts share a layout, each product one GEMV call for all B * M
+    rows (the weight is read once). Writes the M keys and values into the caches; attention is ``block_attention``
+    (one row: exactly the module path's single-query call).
     """
-    bsz, _, dim = x.shape
+    bsz, m, dim = x.shape
     hd = cos.shape[-1]
     dt = x.dtype
-    x2 = x.view(bsz, dim)  # (B, D)
+    start = pos - m + 1
+    rows = bsz * m
+    x2 = x.reshape(rows, dim)  # (B*M, D)
     h = ops.rms_norm(x2, in_norm, eps)
     outs = []
     for w, bias in zip(packs.qkv, packs.qkv_bias):
-        y = _matmul(packs, h, w, dt)  # (B, rows)
+        y = _matmul(packs, h, w, dt)  # (B*M, rows)
         # the parts add their bias in its dtype (fp32 model: fp32 by promotion, one op)
         outs.append(y if bias is None else torch.add(bias, y))
     nq, nk = n_heads * hd, n_kv * hd
     if len(outs) == 1:
-        qkv = outs[0]  # (B, (nh + 2 nkv) hd)
+        qkv = outs[0]  # (B*M, (nh + 2 nkv) hd)
         q_rows, k_rows, v_rows = qkv[:, :nq], qkv[:, nq:nq + nk], qkv[:, nq + nk:]
     else:
         q_rows, k_rows, v_rows = outs
-    q = q_rows.view(bsz, 1, n_heads, hd).transpose(1, 2)  # (B, nh, 1, hd)
-    k = k_rows.view(bsz, 1, n_kv, hd).transpose(1, 2)  # (B, nkv, 1, hd)
-    v = v_rows.view(bsz, n_kv, hd)  # (B, nkv, hd)
+    q = q_rows.reshape(bsz, m, n_heads, hd).transpose(1, 2)  # (B, nh, M, hd)
+    k = k_rows.reshape(bsz, m, n_kv, hd).transpose(1, 2)  # (B, nkv, M, hd)
+    v = v_rows.reshape(bsz, m, n_kv, hd).transpose(1, 2)  # (B, nkv, M, hd)
     q, k = ops.rope(q, cos, sin), ops.rope(k, cos, sin)
     kc, vc = k_cache[:bsz], v_cache[:bsz]  # (B, nkv, S, hd)
-    kc[:, :, pos].copy_(k[:, :, 0])
-    vc[:, :, pos].copy_(v)
-    y = ops.decode_attention(q, kc[:, :, :pos + 1], vc[:, :, :pos + 1])  # (B, nh, 1, hd)
-    h1 = x2 + _matmul(packs, y.view(bsz, nq), packs.o, dt)  # (B, D)
+    kc[:, :, start:pos + 1].copy_(k)
+    vc[:, :, start:pos + 1].copy_(v)
+    y = block_attention(ops, q, kc, vc, start)  # (B, nh, M, hd)
+    y = y.transpose(1, 2).reshape(rows, nq) if m > 1 else y.view(rows, nq)  # (B*M, nh*hd)
+    h1 = x2 + _matmul(packs, y, packs.o, dt)  # (B*M, D)
     n2 = ops.rms_norm(h1, post_norm, eps)
     if len(packs.gate_up) == 1:
-        gu = _matmul(packs, n2, packs.gate_up[0], dt)  # (B, 2F)
+        gu = _matmul(packs, n2, packs.gate_up[0], dt)  # (B*M, 2F)
         ffn = gu.shape[1] // 2
         gate, up = gu[:, :ffn], gu[:, ffn:]
     else:
         gate, up = (_matmul(packs, n2, w, dt) for w in packs.gate_up)
-    act = F.silu(gate) * up  # (B, F)
-    return (h1 + _matmul(packs, act, packs.down, dt)).view(bsz, 1, dim)
+    act = F.silu(gate) * up  # (B*M, F)
+    return (h1 + _matmul(packs, act, packs.down, dt)).view(bsz, m, dim)
+
+
+def set_max_block_rows(model: nn.Module, rows: int) -> int:
+    """Rows one fused call takes in every fused layer (1: blocks of 2..8 rows run as modules, the A/B switch of
+    ``benchmarks/speculative_steps.py --int4-blocks-ab``); returns how many layers."""
+    if not 1 <= rows <= MAX_BLOCK_ROWS:
+        raise ValueError(f"rows must be 1..{MAX_BLOCK_ROWS}, got {rows}")
+    steps = [m.__dict__.get("_quant_step") for m in model.modules()]
+    steps = [s for s in steps if isinstance(s, FusedInt4Layer)]
+    for step in steps:
+        step.max_rows = rows
+    return len(steps)
 
 
 def enable_fused_decode(model: nn.Module) -> int:
