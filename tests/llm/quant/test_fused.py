@@ -9,7 +9,8 @@ from albumen.llm.kernels.decode_ops import decode_ops_module
 from albumen.llm.kernels import quant_gemv as qg
 from albumen.llm.quant import QuantConfig, quantize_model, set_kernel
 from albumen.llm.quant.checkpoint import load_quantized, save_quantized
-from albumen.llm.quant.fused import FusedInt4Layer, disable_fused_decode, enable_fused_decode, set_max_block_rows
+from albumen.llm.quant.fused import (
+    FusedInt4Layer, disable_fused_decode, enable_fused_decode, set_max_block_rows)
 from albumen.llm.testing import tiny_model
 
 pytestmark = pytest.mark.skipif(decode_ops_module() is None, reason="the engine's C++ decode ops are not built")

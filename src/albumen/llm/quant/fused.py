@@ -14,6 +14,10 @@ Memory: both layouts are blocked by output rows (4 for our GEMV, 64 for int4pack
 concatenated layout *is* the layout of each part. The modules' own layouts become those slices (int4pack's scales
 copied, ~1/64 of the codes), so the module path and the fused step share one copy.
 
+Blocks of 2..8 new tokens (speculative verification) take the same step: one GEMV call per product for all rows,
+the single-query attention per row (causal inside the block), so a row inside a block is computed exactly as the
+row alone (``block_attention``).
+
 The engine calls ``layer._quant_step(ops, x, cos, sin, pos)`` (see ``DecoderLayer._fused_step`` in model.py) where
 ``enable_fused_decode`` installed it; it returns None whenever the layer is not as it was when fused (a module
 swapped, e.g. by LoRA; a hook; new weights; another kernel chosen), and the module path runs.
