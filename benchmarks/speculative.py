@@ -9,8 +9,7 @@ Default: SmolLM2-135M (fp32) as the target, drafters ``lookup`` and ``head`` (th
 target and draft (batch-invariant kernels, see speculative/invariance.py), ``--draft-quant`` only the draft (e.g. a
 bf16 target verifying an int4 draft); ``--llama-cpp`` adds llama.cpp's plain decoding of the same GGUF as a peer.
 ``--k0`` adds each drafter forced to k = 0 (the floor), ``--fixed-k 2,3`` each drafter at fixed draft lengths (no
-controller), ``--sets`` picks the prompt sets (to split long runs). ``--packed-rows`` is an A/B of a proposed engine
-change (bf16 verification blocks on oneDNN's packed weights, see ``packed_rows``).
+controller), ``--sets`` picks the prompt sets (to split long runs).
 
 Greedy decoding (so outputs must be token-identical: checked and reported). For every prompt the methods run in a
 rotating order (plain, drafter 1, drafter 2, then drafter 1, drafter 2, plain, ...), ``--repeats`` times; a method's
@@ -49,29 +48,6 @@ def _weights_bytes(model: torch.nn.Module) -> int:
             seen.add(t.data_ptr())
             total += t.numel() * t.element_size()
     return total
-
-
-def packed_rows(model: torch.nn.Module) -> int:
-    """A/B only (``--packed-rows``): bf16 linears that the engine keeps on oneDNN's batch-1 packed copy take
-    that copy for 2..8 rows too, instead of ``F.linear`` (which re-reads the weight in another layout). This is
-    the one-line change to ``model._decode_linear_forward`` proposed to the engine; the patch lives only here."""
-    import types
-
-    count = 0
-    for m in model.modules():
-        if type(m) is not torch.nn.Linear or m.weight.dtype is not torch.bfloat16 or m.__dict__.get("_dense_kernel"):
-            continue
-        engine_forward = m.forward
-        pack = torch.ops.mkldnn._reorder_linear_weight(m.weight.detach(), 1)
-
-        def forward(self, x, engine_forward=engine_forward, pack=pack):  # noqa: ANN001
-            if 1 < x.numel() // x.shape[-1] <= 8 and not torch.is_grad_enabled():
-                return torch.ops.mkldnn._linear_pointwise(x, pack, self.bias, "none", [], "")
-            return engine_forward(x)
-
-        m.forward = types.MethodType(forward, m)
-        count += 1
-    return count
 
 
 def _plain(target, tok, prompt: str, cfg: SamplingConfig) -> dict[str, Any]:
@@ -115,9 +91,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     target, tok = load_model(args.target, args.dtype)
     load_s = time.perf_counter() - t0
-    if args.packed_rows:  # plain decoding (1 row) is untouched; only verification blocks change route
-        target.setup_caches(1, 256)
-        print(f"--packed-rows: {packed_rows(target)} target linears", file=sys.stderr)
     cfg = SamplingConfig(max_new_tokens=args.max_new_tokens, ignore_eos=False)
     spec = SpeculativeConfig(k=args.k)
     loaded: dict[str, Any] = {}
@@ -197,7 +170,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         s["aggregate_speedup"] = s["tok_s"] / plain["tok_s"]
     result = {
         "target": args.target, "dtype": args.dtype, "quant": args.quant, "draft_quant": draft_quant,
-        "threads": args.threads, "packed_rows": args.packed_rows,
+        "threads": args.threads,
         "max_new_tokens": args.max_new_tokens, "prompts_per_set": args.prompts, "repeats": args.repeats,
         "load_s": round(load_s, 1), "weights_mb": round(_weights_bytes(target) / 1e6, 1),
         "summary": summary, "rows": rows,
@@ -233,8 +206,6 @@ def main() -> None:
     p.add_argument("--sets", default="grounded,open", help="prompt sets to run (grounded, open)")
     p.add_argument("--k0", action="store_true", help="also run each drafter forced to k = 0 (the speculation floor)")
     p.add_argument("--fixed-k", default="", help="also run each drafter at these fixed draft lengths, e.g. 2,3")
-    p.add_argument("--packed-rows", action="store_true",
-                   help="A/B of a proposed engine change: bf16 blocks of 2..8 rows on oneDNN's packed weight copy")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     args.target = args.target or ("qwen2.5-1.5b" if args.large else "smollm2-135m")

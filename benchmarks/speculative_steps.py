@@ -24,7 +24,6 @@ from albumen.llm.model import Transformer
 from albumen.llm.quant.fused import MAX_BLOCK_ROWS, set_max_block_rows
 from albumen.llm.speculative.drafters.model import restrict_vocab
 from albumen.llm.speculative.vocab import load_draft_vocab
-from speculative import packed_rows  # benchmarks/speculative.py (this script's folder is on sys.path)
 
 
 def _time(fn: Callable[[], object]) -> float:
@@ -54,8 +53,6 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     draft = load_model(args.draft_dir or args.draft, args.dtype)[0]
     ctx = 64
     _prefilled(target, ctx)
-    if args.packed_rows:
-        print(f"--packed-rows: {packed_rows(target)} target linears verify 2..8 rows on the packed copy")
     _prefilled(draft, ctx)
     vocab = load_draft_vocab(args.vocab) if args.vocab else None
     small = restrict_vocab(draft, vocab) if vocab is not None else None
@@ -120,7 +117,6 @@ def main() -> None:
     p.add_argument("--draft-dir", default=None)
     p.add_argument("--vocab", default=None, help="a draft vocabulary file (assets/drafters/*.vocab.json)")
     p.add_argument("--dtype", default="bfloat16")
-    p.add_argument("--packed-rows", action="store_true", help="diagnosis: the proposed engine routing for 2..8 rows")
     p.add_argument("--int4-blocks-ab", action="store_true",
                    help="int4 target: also time each block of 2..k+1 rows through the module path")
     p.add_argument("--k-max", type=int, default=7)
