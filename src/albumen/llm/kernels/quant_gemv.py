@@ -43,7 +43,10 @@ _SOURCE = Path(__file__).with_name("csrc") / "quant_gemv.cpp"
 
 def quant_gemv_module() -> ModuleType | None:
     """The compiled module, or None (kernels off, build failed with one warning, or no AVX-512 VNNI)."""
-    mod = load_extension("albumen_quant_gemv", [_SOURCE])
+    # -ffp-contract=off as for the decode ops and the int4 decode plan (quant_plan.py), which compiles the same
+    # kernel core (quant_kernels.h): every build rounds each product the same way
+    mod = load_extension("albumen_quant_gemv", [_SOURCE], extra_cflags=("-ffp-contract=off",),
+                         depends=[_SOURCE.with_name("quant_kernels.h")])
     return mod if mod is not None and mod.available() else None
 
 

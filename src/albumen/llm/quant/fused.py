@@ -286,11 +286,15 @@ def enable_fused_decode(model: nn.Module) -> int:
 
     Harmless on layers that are not all 4-bit (the step then declines at first use). Other models: nothing happens.
     """
+    from albumen.llm.quant.plan import quant_decode_plan  # plan.py builds on this module
+
     count = 0
     for module in model.modules():
         if isinstance(module, DecoderLayer):
             module.__dict__["_quant_step"] = FusedInt4Layer(module)
             count += 1
+    if count:
+        model.__dict__["_quant_plan"] = quant_decode_plan  # Transformer.decode_plan: the whole step in one C++ call
     return count
 
 
@@ -298,3 +302,4 @@ def disable_fused_decode(model: nn.Module) -> None:
     """Back to the module path for every layer (the A/B switch of the benchmarks)."""
     for module in model.modules():
         module.__dict__.pop("_quant_step", None)
+    model.__dict__.pop("_quant_plan", None)

@@ -1,194 +1,12 @@
-// Quantized matrix-vector products for decoding: 4-bit codes (affine int4 or a 16-entry palette) with one scale
-// (and zero) per group of g inputs, and int8 per output channel; 1..8 activation rows, weights read once.
-//
-// How: activations are quantized on the fly to int8 per block of g inputs (llama.cpp's Q8 idea; the weights stay
-// exactly what the checkpoint holds), and the products run on VNNI (VPDPBUSD: 64 u8 x s8 products per instruction).
-// Layout, made once at load time (quant_gemv.py): output rows in blocks of 4; a block is one contiguous run of
-// bytes read front to back (one memory stream, which the prefetchers follow: the earlier row-major layout read
-// 4 row streams plus 8 scale / zero streams and lost to torch's int4pack). Within a block, chunk after chunk of 16
-// consecutive groups: its codes, step by step (4 bytes of each of the 16 groups side by side = 64 bytes per row,
-// the 4 rows one after the other), then the 4 rows' 16 bf16 scales, then their 16 bf16 zeros. Lane j of an int32
-// accumulator sums group j only, so the group scales apply as one 16-lane vector per chunk (no horizontal sums
-// inside the row). A last chunk of fewer than 16 groups is stored compactly and read with masks.
-//
-//   int4 (MODE 0):    byte = code[i] | code[i + g/2] << 4, codes in [0, 15]; w = (code - 8) * scale + zero
-//   palette (MODE 1): the same nibbles index a 16-entry u8 table (LUT + 128) by VPSHUFB; w = lut[code] * scale + zero
-//   int8 (MODE 2):    byte = w + 128 (g = 32 fixed for the activation blocks), no scales in the block;
-//                     w = q * row_scale
-// Unsigned weights times signed activations: sum(u * xq) = sum(w * xq) + offset * sum(xq); the offset term is
-// removed per group with the activation block sums (offset 8 for int4, 128 for palette / int8).
-// Work is split over blocks with at::parallel_for (torch.set_num_threads).
+// Quantized matrix-vector products for decoding (Python entry points): 4-bit codes (affine int4 or a 16-entry
+// palette) with group scales, and int8 per output channel; 1..8 activation rows. The layout and the kernel are
+// described in quant_kernels.h.
+#include "quant_kernels.h"
 #include <torch/extension.h>
-#include <ATen/Parallel.h>
-#include <immintrin.h>
-#include <cmath>
-#include <cstdint>
-#include <cstring>
-#include <vector>
 
 namespace {
 
-constexpr int64_t kMaxRows = 8;
-constexpr int64_t kLanes = 16;  // groups per chunk
-#ifndef QG_PREFETCH
-#define QG_PREFETCH 1024  // bytes ahead on the block stream (0: hardware prefetch only)
-#endif
-constexpr int kBlockRows = 4;  // output rows per block (the layout's and the kernel's)
-
-// Activations in the kernel layout: int8 codes (M, C, S, 64) and per (m, group) scale, offset correction, float sum.
-struct Acts {
-  int64_t M = 0, C = 0, S = 0;
-  std::vector<int8_t> xq;
-  std::vector<float> sx, corr, xsum;  // (M, C * 16), zero-padded past the last group
-};
-
-// x (M, K) fp32 -> Acts; group g (K % g == 0, g % 4 == 0); offset: the weights' unsigned offset (8 or 128).
-Acts quantize_acts(const float* x, int64_t M, int64_t K, int64_t g, float offset) {
-  Acts a;
-  const int64_t G = K / g;
-  a.M = M;
-  a.C = (G + kLanes - 1) / kLanes;
-  a.S = g / 4;
-  a.xq.assign(M * a.C * a.S * 64, 0);
-  a.sx.assign(M * a.C * kLanes, 0.f);
-  a.corr.assign(M * a.C * kLanes, 0.f);
-  a.xsum.assign(M * a.C * kLanes, 0.f);
-  for (int64_t m = 0; m < M; ++m) {
-    for (int64_t gi = 0; gi < G; ++gi) {
-      const float* v = x + m * K + gi * g;
-      float amax = 0.f, sum = 0.f;
-      for (int64_t i = 0; i < g; ++i) {
-        amax = std::max(amax, std::fabs(v[i]));
-        sum += v[i];
-      }
-      const float scale = amax / 127.f;
-      const float inv = amax > 0.f ? 127.f / amax : 0.f;
-      const int64_t c = gi / kLanes, j = gi % kLanes;
-      int8_t* dst = a.xq.data() + ((m * a.C + c) * a.S) * 64 + j * 4;
-      int32_t qsum = 0;
-      for (int64_t i = 0; i < g; ++i) {
-        const int32_t q = static_cast<int32_t>(std::nearbyint(v[i] * inv));
-        qsum += q;
-        dst[(i / 4) * 64 + (i % 4)] = static_cast<int8_t>(q);
-      }
-      const int64_t at = (m * a.C + c) * kLanes + j;
-      a.sx[at] = scale;
-      a.corr[at] = offset * static_cast<float>(qsum);
-      a.xsum[at] = sum;
-    }
-  }
-  return a;
-}
-
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
-constexpr bool kHaveKernel = true;
-
-inline __m512 load_bf16x16(const uint16_t* p, __mmask16 mask) {  // 16 bf16 -> 16 fp32 (masked lanes 0)
-  __m512i v = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, p));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
-}
-
-// One block of kBlockRows output rows for activation rows [m0, m0 + MM), reading the block's bytes once, front to
-// back. MODE 0: int4 affine, 1: palette, 2: int8 (per-row scales in scale8). out: (MM, kBlockRows) scratch.
-template <int MM, int MODE>
-inline void block(const Acts& a, int64_t m0, const uint8_t* p, int64_t G, int64_t g, bool has_zero,
-                  const float* scale8, __m512i lut, float* out) {
-  constexpr int R = kBlockRows;
-  __m512 acc[MM][R];
-  for (int m = 0; m < MM; ++m)
-    for (int r = 0; r < R; ++r) acc[m][r] = _mm512_setzero_ps();
-  const __m512i low4 = _mm512_set1_epi8(0x0F);
-  const int64_t group_bytes = MODE == 2 ? g : g / 2;  // stored bytes per group
-  const int64_t steps = group_bytes / 4;              // 64-byte steps per chunk and row
-  for (int64_t c = 0; c < a.C; ++c) {
-    const int64_t groups = std::min<int64_t>(kLanes, G - c * kLanes);
-    const bool full = groups == kLanes;
-    const int64_t stride = 4 * groups;  // bytes per step and row: 64 for a full chunk
-    const __mmask64 bmask = full ? ~0ULL : ((1ULL << stride) - 1);
-    const __mmask16 lmask = full ? 0xFFFF : static_cast<__mmask16>((1u << groups) - 1);
-    __m512i dot[MM][R];
-    for (int m = 0; m < MM; ++m)
-      for (int r = 0; r < R; ++r) dot[m][r] = _mm512_setzero_si512();
-    const int8_t* xc[MM];
-    for (int m = 0; m < MM; ++m) xc[m] = a.xq.data() + ((m0 + m) * a.C + c) * a.S * 64;
-    for (int64_t t = 0; t < steps; ++t) {
-      for (int r = 0; r < R; ++r) {
-        if (QG_PREFETCH) _mm_prefetch(reinterpret_cast<const char*>(p) + QG_PREFETCH, _MM_HINT_T0);
-        const __m512i v = full ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(bmask, p);
-        p += stride;
-        if constexpr (MODE == 2) {
-          for (int m = 0; m < MM; ++m)
-            dot[m][r] = _mm512_dpbusd_epi32(dot[m][r], v, _mm512_loadu_si512(xc[m] + t * 64));
-        } else {
-          __m512i lo = _mm512_and_si512(v, low4);
-          __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
-          if constexpr (MODE == 1) {
-            lo = _mm512_shuffle_epi8(lut, lo);
-            hi = _mm512_shuffle_epi8(lut, hi);
-          }
-          for (int m = 0; m < MM; ++m) {
-            dot[m][r] = _mm512_dpbusd_epi32(dot[m][r], lo, _mm512_loadu_si512(xc[m] + t * 64));
-            dot[m][r] = _mm512_dpbusd_epi32(dot[m][r], hi, _mm512_loadu_si512(xc[m] + (t + steps) * 64));
-          }
-        }
-      }
-    }
-    // the chunk's scales (then zeros) follow its codes: R x groups bf16 each
-    const uint16_t* sc = reinterpret_cast<const uint16_t*>(p);
-    const uint16_t* zc = sc + R * groups;
-    if constexpr (MODE != 2) p += (has_zero ? 2 : 1) * R * groups * 2;
-    const int64_t at = c * kLanes;
-    for (int r = 0; r < R; ++r) {
-      __m512 sw = _mm512_set1_ps(1.f), zw = _mm512_setzero_ps();
-      if constexpr (MODE != 2) {
-        sw = load_bf16x16(sc + r * groups, lmask);
-        if (has_zero) zw = load_bf16x16(zc + r * groups, lmask);
-      }
-      for (int m = 0; m < MM; ++m) {
-        const int64_t am = (m0 + m) * a.C * kLanes + at;
-        const __m512 f = _mm512_sub_ps(_mm512_cvtepi32_ps(dot[m][r]), _mm512_loadu_ps(a.corr.data() + am));
-        const __m512 s = _mm512_mul_ps(sw, _mm512_loadu_ps(a.sx.data() + am));
-        acc[m][r] = _mm512_fmadd_ps(s, f, acc[m][r]);
-        if (MODE != 2 && has_zero) acc[m][r] = _mm512_fmadd_ps(zw, _mm512_loadu_ps(a.xsum.data() + am), acc[m][r]);
-      }
-    }
-  }
-  for (int m = 0; m < MM; ++m)
-    for (int r = 0; r < R; ++r) {
-      float y = _mm512_reduce_add_ps(acc[m][r]);
-      if constexpr (MODE == 2) y *= scale8[r];
-      out[m * R + r] = y;
-    }
-}
-
-// All blocks, split over threads; activation rows two at a time (a block is re-read from L1/L2 for rows 3..8).
-template <int MODE>
-void run(const Acts& a, const uint8_t* w, int64_t block_bytes, int64_t n_blocks, int64_t G, int64_t g,
-         bool has_zero, const float* scale8, __m512i lut, const float* bias, float* out, int64_t M, int64_t N) {
-  constexpr int R = kBlockRows;
-  const int64_t grain = std::max<int64_t>(4, n_blocks / (4 * std::max(1, at::get_num_threads())));
-  at::parallel_for(0, n_blocks, grain, [&](int64_t b0, int64_t b1) {
-    float tmp[2 * R];
-    for (int64_t b = b0; b < b1; ++b) {
-      const uint8_t* p = w + b * block_bytes;
-      const float* s8 = scale8 ? scale8 + b * R : nullptr;
-      for (int64_t m0 = 0; m0 < M; m0 += 2) {
-        const int64_t mm = std::min<int64_t>(2, M - m0);
-        if (mm == 2) {
-          block<2, MODE>(a, m0, p, G, g, has_zero, s8, lut, tmp);
-        } else {
-          block<1, MODE>(a, m0, p, G, g, has_zero, s8, lut, tmp);
-        }
-        for (int64_t m = 0; m < mm; ++m)
-          for (int64_t r = 0; r < R && b * R + r < N; ++r)
-            out[(m0 + m) * N + b * R + r] = tmp[m * R + r] + (bias ? bias[b * R + r] : 0.f);
-      }
-    }
-  });
-}
-#else
-constexpr bool kHaveKernel = false;
-#endif
+using namespace albumen_quant;
 
 torch::Tensor prepare_x(const torch::Tensor& x, int64_t K) {
   TORCH_CHECK(x.dim() == 2 && x.size(1) == K, "x must be (M, ", K, "), got ", x.sizes());
@@ -208,16 +26,15 @@ torch::Tensor q4_linear(const torch::Tensor& x, const torch::Tensor& wq, int64_t
   TORCH_CHECK(kHaveKernel, "built without AVX-512 VNNI");
   TORCH_CHECK(group % 8 == 0 && K % group == 0, "bad group ", group, " for K ", K);
   TORCH_CHECK(wq.dtype() == torch::kUInt8 && wq.is_contiguous() && wq.dim() == 2, "wq must be contiguous 2-D uint8");
-  const int64_t G = K / group, full = G / kLanes, rest = G % kLanes;
-  const int64_t meta = (has_zero ? 2 : 1) * kBlockRows * 2;  // scale (+ zero) bytes per group of a block
-  const int64_t block_bytes = full * (kBlockRows * (group / 2) * kLanes + meta * kLanes) +
-                              rest * (kBlockRows * (group / 2) + meta);
+  const int64_t G = K / group;
+  const int64_t block_bytes = q4_block_bytes(K, group, has_zero);
   TORCH_CHECK(wq.size(0) == (N + kBlockRows - 1) / kBlockRows && wq.size(1) == block_bytes,
               "wq must be (", (N + kBlockRows - 1) / kBlockRows, ", ", block_bytes, ") for N=", N, ", K=", K);
   const bool palette = lut.has_value() && lut->defined();
   const torch::Tensor xf = prepare_x(x, K);
   const int64_t M = xf.size(0);
-  Acts a = quantize_acts(xf.data_ptr<float>(), M, K, group, palette ? 128.f : 8.f);
+  Acts a;
+  quantize_acts(a, xf.data_ptr<float>(), M, K, group, palette ? 128.f : 8.f);
   auto out = torch::empty({M, N}, torch::kFloat32);
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
   const float* bp = nullptr;
@@ -255,7 +72,8 @@ torch::Tensor q8_linear(const torch::Tensor& x, const torch::Tensor& wq, const t
               "scale: (", wq.size(0) * kBlockRows, ",) fp32");
   const torch::Tensor xf = prepare_x(x, K);
   const int64_t M = xf.size(0);
-  Acts a = quantize_acts(xf.data_ptr<float>(), M, K, group, 128.f);
+  Acts a;
+  quantize_acts(a, xf.data_ptr<float>(), M, K, group, 128.f);
   auto out = torch::empty({M, N}, torch::kFloat32);
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
   const float* bp = nullptr;
