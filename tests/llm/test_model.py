@@ -266,6 +266,63 @@ def test_decode_plan_equals_fused_layers(dtype: torch.dtype, arch: str) -> None:
             plan.argmax(260, 3)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_decode_plan_block_rows_equal_single_rows(dtype: torch.dtype, arch: str) -> None:
+    """A block of 1..8 tokens (speculative verification) == the same tokens one call each, bit for bit: logits, greedy
+    tokens, cache entries and the final hidden states (``features``, what a draft head reads); bad blocks raise."""
+    from albumen.llm.kernels.decode_ops import decode_ops_module
+
+    if decode_ops_module() is None:
+        pytest.skip("decode ops not built")
+    model = tiny_model(dtype=dtype, arch=arch, seed=5)
+    ids = [int(t) for t in torch.randint(0, 260, (16,), generator=torch.Generator().manual_seed(4))]
+    with torch.inference_mode():
+        model.setup_caches(1, 24)
+        model(torch.tensor([ids[:4]]), torch.arange(4))
+        plan = model.decode_plan()
+        ref, feats = [], []
+        for t in range(4, 12):
+            ref.append(plan.logits(ids[t], t))  # (1, V)
+            feats.append(plan.features())  # (1, D)
+        ref_k = model.model.layers[1].self_attn.kv_cache.k_cache[:, :, 4:12].clone()
+        for rows in (1, 2, 5, 8):
+            model.model.layers[1].self_attn.kv_cache.k_cache[:, :, 4:12].zero_()
+            got = plan.block_logits(ids[4:4 + rows], 4)  # (rows, V)
+            torch.testing.assert_close(got, torch.cat(ref[:rows]), rtol=0, atol=0)
+            torch.testing.assert_close(plan.features(), torch.cat(feats[:rows]), rtol=0, atol=0)
+            assert plan.block_argmax(ids[4:4 + rows], 4) == [int(r.argmax()) for r in ref[:rows]]
+            torch.testing.assert_close(model.model.layers[1].self_attn.kv_cache.k_cache[:, :, 4:4 + rows],
+                                       ref_k[:, :, :rows], rtol=0, atol=0)
+        with pytest.raises(RuntimeError, match="1 to 8 tokens"):
+            plan.block_logits(ids[:9], 4)
+        with pytest.raises(RuntimeError, match="1 to 8 tokens"):
+            plan.block_argmax([], 4)
+        with pytest.raises(RuntimeError, match="beyond the cache"):
+            plan.block_logits(ids[:4], 21)
+
+
+def test_decode_plan_features_are_the_normed_last_hidden_state() -> None:
+    """``features()`` after a step == the final norm of the last layer's output in the module path (what the draft
+    head's forward hook captured before)."""
+    from albumen.llm.kernels.decode_ops import decode_ops_module
+
+    if decode_ops_module() is None:
+        pytest.skip("decode ops not built")
+    model = tiny_model(seed=6)
+    ids = torch.randint(0, 260, (1, 6), generator=torch.Generator().manual_seed(1))
+    seen: list[torch.Tensor] = []
+    with torch.inference_mode():
+        model.setup_caches(1, 8)
+        model(ids[:, :5], torch.arange(5))
+        handle = model.model.layers[-1].register_forward_hook(lambda m, a, out: seen.append(model.model.norm(out[0])))
+        model(ids[:, 5:6], torch.tensor([5]))
+        handle.remove()
+        plan = model.decode_plan()
+        plan.logits(int(ids[0, 5]), 5)
+        torch.testing.assert_close(plan.features(), seen[0], rtol=0, atol=0)
+
+
 def test_decode_plan_declines_what_must_run_as_modules() -> None:
     """No plan without caches, with kernels off or fuse_model=False, with a hook, or with a swapped projection
     (LoRA, quantization): those paths run module by module."""

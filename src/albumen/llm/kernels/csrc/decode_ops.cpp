@@ -164,22 +164,27 @@ c10::optional<torch::Tensor> decode_layer(
 }
 
 
-// y (N) = W (N, K) x (K) (+ b) with the dense kernel, threads over output rows (none with one thread).
+// y (M, N) = x (M, K) W (N, K)^T (+ b) with the dense kernel for M = 1..8 rows (W read once), threads over output
+// rows (none with one thread). A row's result does not depend on M: each output is one accumulator's fixed sequence
+// of FMAs over K, so a row inside a block equals the row alone, bit for bit (speculative verification relies on it).
 template <typename T>
-void gemv(const T* x, const T* w, const T* b, T* y, int64_t N, int64_t K) {
-  auto rows = [&](int64_t n0, int64_t n1) {
-    if constexpr (std::is_same_v<T, float>) {
-      albumen_dense::dense_f32<1>(x, w, b, y, N, K, n0, n1);
+void gemm_rows(const T* x, const T* w, const T* b, T* y, int64_t M, int64_t N, int64_t K) {
+  albumen_dense::dispatch_m<T>(M, [&](auto m) {
+    constexpr int kM = decltype(m)::value;
+    auto rows = [&](int64_t n0, int64_t n1) {
+      if constexpr (std::is_same_v<T, float>) {
+        albumen_dense::dense_f32<kM>(x, w, b, y, N, K, n0, n1);
+      } else {
+        albumen_dense::dense_bf16<kM>(x, w, b, y, N, K, n0, n1);
+      }
+    };
+    const int threads = at::get_num_threads();
+    if (threads == 1) {
+      rows(0, N);
     } else {
-      albumen_dense::dense_bf16<1>(x, w, b, y, N, K, n0, n1);
+      at::parallel_for(0, N, std::max<int64_t>(64, N / (8 * threads)), rows);
     }
-  };
-  const int threads = at::get_num_threads();
-  if (threads == 1) {
-    rows(0, N);
-  } else {
-    at::parallel_for(0, N, std::max<int64_t>(64, N / (8 * threads)), rows);
-  }
+  });
 }
 
 template <typename T>
@@ -235,18 +240,20 @@ class DecodePlan {
       }
     }
     auto opt = embed_.options();
-    x_ = torch::empty({D_}, opt);
-    n_ = torch::empty({D_}, opt);
-    o_ = torch::empty({D_}, opt);
-    q_ = torch::empty({nq}, opt);
+    constexpr int64_t R = albumen_dense::kMaxRows;  // buffers for a block of up to 8 rows
+    x_ = torch::empty({R, D_}, opt);
+    n_ = torch::empty({R, D_}, opt);
+    o_ = torch::empty({R, D_}, opt);
+    q_ = torch::empty({R, nq}, opt);
     qr_ = torch::empty({nq}, opt);
-    att_ = torch::empty({nq}, opt);
-    k_ = torch::empty({nk}, opt);
-    v_ = torch::empty({nk}, opt);
-    g_ = torch::empty({F_}, opt);
-    u_ = torch::empty({F_}, opt);
-    act_ = torch::empty({F_}, opt);
-    logits_ = torch::empty({1, V_}, opt);
+    att_ = torch::empty({R, nq}, opt);
+    k_ = torch::empty({R, nk}, opt);
+    v_ = torch::empty({R, nk}, opt);
+    g_ = torch::empty({R, F_}, opt);
+    u_ = torch::empty({R, F_}, opt);
+    act_ = torch::empty({R, F_}, opt);
+    logits_ = torch::empty({R, V_}, opt);
+    rows_ = 0;
     scores_.resize(S_);
     qf_.resize(hd_);
     acc_.resize(hd_);
@@ -255,16 +262,40 @@ class DecodePlan {
   // Logits (1, V) for the token after `token` at position `pos` (a new tensor).
   torch::Tensor logits(int64_t token, int64_t pos) {
     auto out = torch::empty({1, V_}, embed_.options());
-    run(token, pos, out);
+    run(&token, 1, pos, out);
     return out;
   }
 
   // argmax of those logits (the first index of the maximum, NaN counting as the maximum, as torch.argmax).
   int64_t argmax(int64_t token, int64_t pos) {
-    run(token, pos, logits_);
-    if (dt_ == at::kFloat) return argmax_of(logits_.data_ptr<float>());
-    return argmax_of(logits_.data_ptr<c10::BFloat16>());
+    run(&token, 1, pos, logits_);
+    return argmax_row(0);
   }
+
+  // A block of M = 1..8 tokens at positions pos .. pos+M-1 (speculative verification): logits (M, V), row i the
+  // logits after tokens[i]. Every row sees the cache up to its own position (the block's earlier rows included) and
+  // equals, bit for bit, what logits(tokens[i], pos + i) gives after the rows before it. Writes M keys and values.
+  torch::Tensor block_logits(const std::vector<int64_t>& tokens, int64_t pos) {
+    check_block(tokens);
+    const int64_t M = static_cast<int64_t>(tokens.size());
+    auto out = torch::empty({M, V_}, embed_.options());
+    run(tokens.data(), M, pos, out);
+    return out;
+  }
+
+  // The greedy token after each row of that block (M ints).
+  std::vector<int64_t> block_argmax(const std::vector<int64_t>& tokens, int64_t pos) {
+    check_block(tokens);
+    const int64_t M = static_cast<int64_t>(tokens.size());
+    run(tokens.data(), M, pos, logits_);
+    std::vector<int64_t> best(M);
+    for (int64_t m = 0; m < M; ++m) best[m] = argmax_row(m);
+    return best;
+  }
+
+  // The final normed hidden states (rows, D) of the last call's rows (the input of the LM head): what a draft head
+  // reads (speculative/drafters/head.py). A new tensor.
+  torch::Tensor features() const { return n_.narrow(0, 0, rows_).clone(); }
 
   int64_t max_positions() const { return S_; }
 
@@ -275,14 +306,26 @@ class DecodePlan {
                 " must be a contiguous CPU tensor of the embedding's dtype");
   }
 
-  void run(int64_t token, int64_t pos, torch::Tensor& out) {
-    TORCH_CHECK(token >= 0 && token < embed_.size(0), "DecodePlan: token ", token, " out of range");
-    TORCH_CHECK(pos >= 0 && pos < S_, "DecodePlan: position ", pos, " is beyond the cache (", S_, " positions)");
+  void check_block(const std::vector<int64_t>& tokens) const {
+    TORCH_CHECK(!tokens.empty() && static_cast<int64_t>(tokens.size()) <= albumen_dense::kMaxRows,
+                "DecodePlan: a block has 1 to ", albumen_dense::kMaxRows, " tokens, got ", tokens.size());
+  }
+
+  void run(const int64_t* tokens, int64_t M, int64_t pos, torch::Tensor& out) {
+    for (int64_t m = 0; m < M; ++m)
+      TORCH_CHECK(tokens[m] >= 0 && tokens[m] < embed_.size(0), "DecodePlan: token ", tokens[m], " out of range");
+    TORCH_CHECK(pos >= 0 && pos + M <= S_, "DecodePlan: positions ", pos, "..", pos + M - 1,
+                " are beyond the cache (", S_, " positions)");
     if (dt_ == at::kFloat) {
-      step<float>(token, pos, out.data_ptr<float>());
+      step<float>(tokens, M, pos, out.data_ptr<float>());
     } else {
-      step<c10::BFloat16>(token, pos, out.data_ptr<c10::BFloat16>());
+      step<c10::BFloat16>(tokens, M, pos, out.data_ptr<c10::BFloat16>());
     }
+  }
+
+  int64_t argmax_row(int64_t m) const {
+    if (dt_ == at::kFloat) return argmax_of(logits_.data_ptr<float>() + m * V_);
+    return argmax_of(logits_.data_ptr<c10::BFloat16>() + m * V_);
   }
 
   template <typename T>
@@ -306,44 +349,58 @@ class DecodePlan {
     for (int64_t i = 0; i < n; ++i) x[i] = static_cast<T>(static_cast<float>(x[i]) + static_cast<float>(y[i]));
   }
 
+  // M rows (tokens at pos .. pos+M-1) through every layer: each per-row op is the single-row op (norms, RoPE,
+  // attention, SiLU and the adds row by row; the products over all M rows at once, which is row-invariant).
   template <typename T>
-  void step(int64_t token, int64_t pos, T* out) {
+  void step(const int64_t* tokens, int64_t M, int64_t pos, T* out) {
     const int64_t D = D_, hd = hd_, F = F_, S = S_, nq = nh_ * hd_, nk = nkv_ * hd_, groups = nh_ / nkv_;
     T *x = x_.data_ptr<T>(), *n = n_.data_ptr<T>(), *o = o_.data_ptr<T>(), *q = q_.data_ptr<T>();
     T *qr = qr_.data_ptr<T>(), *att = att_.data_ptr<T>(), *k = k_.data_ptr<T>(), *v = v_.data_ptr<T>();
     T *g = g_.data_ptr<T>(), *u = u_.data_ptr<T>(), *act = act_.data_ptr<T>();
-    const T* c = cos_.data_ptr<T>() + pos * hd;
-    const T* s = sin_.data_ptr<T>() + pos * hd;
-    std::memcpy(x, embed_.data_ptr<T>() + token * D, D * sizeof(T));  // (D,)
+    rows_ = M;
+    for (int64_t m = 0; m < M; ++m)
+      std::memcpy(x + m * D, embed_.data_ptr<T>() + tokens[m] * D, D * sizeof(T));  // (M, D)
     for (auto& l : layers_) {
-      rms_norm_rows<T>(x, l[0].data_ptr<T>(), n, 1, D, eps_);
-      gemv<T>(n, l[2].data_ptr<T>(), ptr_or_null<T>(l[3]), q, nq, D);  // (nh*hd,)
-      gemv<T>(n, l[4].data_ptr<T>(), ptr_or_null<T>(l[5]), k, nk, D);  // (nkv*hd,)
-      gemv<T>(n, l[6].data_ptr<T>(), ptr_or_null<T>(l[7]), v, nk, D);
+      rms_norm_rows<T>(x, l[0].data_ptr<T>(), n, M, D, eps_);
+      gemm_rows<T>(n, l[2].data_ptr<T>(), ptr_or_null<T>(l[3]), q, M, nq, D);  // (M, nh*hd)
+      gemm_rows<T>(n, l[4].data_ptr<T>(), ptr_or_null<T>(l[5]), k, M, nk, D);  // (M, nkv*hd)
+      gemm_rows<T>(n, l[6].data_ptr<T>(), ptr_or_null<T>(l[7]), v, M, nk, D);
       T* kc = l[12].data_ptr<T>();  // (B, nkv, S, hd): sequence 0
       T* vc = l[13].data_ptr<T>();
-      for (int64_t h = 0; h < nh_; ++h) rope_row<T>(q + h * hd, 1, c, s, qr + h * hd, hd);
-      for (int64_t j = 0; j < nkv_; ++j) {  // this token's key (rotated) and value go into the cache at pos
-        rope_row<T>(k + j * hd, 1, c, s, kc + (j * S + pos) * hd, hd);
-        std::memcpy(vc + (j * S + pos) * hd, v + j * hd, hd * sizeof(T));
+      for (int64_t m = 0; m < M; ++m) {  // this row's key (rotated) and value go into the cache at its position
+        const T* c = cos_.data_ptr<T>() + (pos + m) * hd;
+        const T* s = sin_.data_ptr<T>() + (pos + m) * hd;
+        for (int64_t j = 0; j < nkv_; ++j) {
+          rope_row<T>(k + m * nk + j * hd, 1, c, s, kc + (j * S + pos + m) * hd, hd);
+          std::memcpy(vc + (j * S + pos + m) * hd, v + m * nk + j * hd, hd * sizeof(T));
+        }
       }
-      for (int64_t h = 0; h < nh_; ++h) {
-        const int64_t j = h / groups;
-        attend_one_head<T>(qr + h * hd, kc + j * S * hd, vc + j * S * hd, hd, hd, pos + 1, hd, qf_.data(),
-                           scores_.data(), acc_.data(), att + h * hd);
+      for (int64_t m = 0; m < M; ++m) {  // causal: row m attends to positions 0 .. pos+m
+        const T* c = cos_.data_ptr<T>() + (pos + m) * hd;
+        const T* s = sin_.data_ptr<T>() + (pos + m) * hd;
+        for (int64_t h = 0; h < nh_; ++h) rope_row<T>(q + m * nq + h * hd, 1, c, s, qr + h * hd, hd);
+        for (int64_t h = 0; h < nh_; ++h) {
+          const int64_t j = h / groups;
+          attend_one_head<T>(qr + h * hd, kc + j * S * hd, vc + j * S * hd, hd, hd, pos + m + 1, hd, qf_.data(),
+                             scores_.data(), acc_.data(), att + m * nq + h * hd);
+        }
       }
-      gemv<T>(att, l[8].data_ptr<T>(), nullptr, o, D, nq);
-      add_into<T>(x, o, D);  // h = x + attention
-      rms_norm_rows<T>(x, l[1].data_ptr<T>(), n, 1, D, eps_);
-      gemv<T>(n, l[9].data_ptr<T>(), nullptr, g, F, D);
-      gemv<T>(n, l[10].data_ptr<T>(), nullptr, u, F, D);
-      at::silu_out(act_, g_);  // ATen's SiLU, so the result equals the module path bit for bit
-      for (int64_t i = 0; i < F; ++i) act[i] = static_cast<T>(static_cast<float>(act[i]) * static_cast<float>(u[i]));
-      gemv<T>(act, l[11].data_ptr<T>(), nullptr, o, D, F);
-      add_into<T>(x, o, D);  // x = h + mlp
+      gemm_rows<T>(att, l[8].data_ptr<T>(), nullptr, o, M, D, nq);
+      add_into<T>(x, o, M * D);  // h = x + attention
+      rms_norm_rows<T>(x, l[1].data_ptr<T>(), n, M, D, eps_);
+      gemm_rows<T>(n, l[9].data_ptr<T>(), nullptr, g, M, F, D);
+      gemm_rows<T>(n, l[10].data_ptr<T>(), nullptr, u, M, F, D);
+      for (int64_t m = 0; m < M; ++m) {  // ATen's SiLU, one row per call (as the module path): equal bit for bit
+        auto act_row = act_[m];
+        at::silu_out(act_row, g_[m]);
+      }
+      for (int64_t i = 0; i < M * F; ++i)
+        act[i] = static_cast<T>(static_cast<float>(act[i]) * static_cast<float>(u[i]));
+      gemm_rows<T>(act, l[11].data_ptr<T>(), nullptr, o, M, D, F);
+      add_into<T>(x, o, M * D);  // x = h + mlp
     }
-    rms_norm_rows<T>(x, norm_.data_ptr<T>(), n, 1, D, eps_);
-    gemv<T>(n, head_.data_ptr<T>(), nullptr, out, V_, D);  // (V,)
+    rms_norm_rows<T>(x, norm_.data_ptr<T>(), n, M, D, eps_);
+    gemm_rows<T>(n, head_.data_ptr<T>(), nullptr, out, M, V_, D);  // (M, V)
   }
 
   torch::Tensor embed_;
@@ -353,6 +410,7 @@ class DecodePlan {
   int64_t nh_, nkv_, D_ = 0, V_ = 0, hd_ = 0, S_ = 0, F_ = 0;
   at::ScalarType dt_;
   torch::Tensor x_, n_, o_, q_, qr_, att_, k_, v_, g_, u_, act_, logits_;
+  int64_t rows_ = 0;  // rows of the last call (features())
   std::vector<float> scores_, qf_, acc_;
 };
 }  // namespace
@@ -368,5 +426,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       .def("logits", &DecodePlan::logits, "logits (1, V) after token at pos", py::arg("token"), py::arg("pos"))
       .def("argmax", &DecodePlan::argmax, "the greedy next token after token at pos", py::arg("token"),
            py::arg("pos"))
+      .def("block_logits", &DecodePlan::block_logits, "logits (M, V) for a block of 1..8 tokens from pos",
+           py::arg("tokens"), py::arg("pos"))
+      .def("block_argmax", &DecodePlan::block_argmax, "the greedy token after each row of a block",
+           py::arg("tokens"), py::arg("pos"))
+      .def("features", &DecodePlan::features, "final normed hidden states (rows, D) of the last call")
       .def_property_readonly("max_positions", &DecodePlan::max_positions);
 }
