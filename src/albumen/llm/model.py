@@ -489,6 +489,9 @@ class Transformer(nn.Module):
         """
         if not self.has_caches or self._rope is None or not self.__dict__.get("_fuse_model", True):
             return None
+        quant_plan = self.__dict__.get("_quant_plan")  # albumen.llm.quant.plan: the same step on 4-bit weights
+        if quant_plan is not None:
+            return quant_plan(self)
         layers = list(self.model.layers)
         ops = layers[0].__dict__.get("_decode_ops")
         dtype = self.model.embed_tokens.weight.dtype

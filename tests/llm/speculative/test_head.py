@@ -116,5 +116,37 @@ def test_head_releases_the_target_when_it_will_not_draft_again() -> None:
         got.append(token)
         hooks_seen.append(len(target.model.layers[-1]._forward_hooks))
     assert got == expected
-    assert hooks_seen[0] == 1 and hooks_seen[-1] == 0  # watched the prefill, then let go
+    assert hooks_seen == [0] * len(got)  # watched the prefill only: the decode plan hands over features from there
     assert drafter.release() is False  # nothing left to release
+    assert bool(drafter._feats[:2].abs().sum(-1).all())  # the prompt's features (positions 0, 1) were captured
+
+
+def test_head_on_the_decode_plan_drafts_as_on_modules() -> None:
+    """With the target on its decode plan (blocks and features from C++) the head gets the same features as through
+    its hook on the module path: the same drafts, the same acceptance, plain decoding's output."""
+    from albumen.llm.model import use_decode_kernels
+    from albumen.llm.sampling import SamplingConfig
+    from albumen.llm.speculative.adaptive import SpeculativeConfig
+    from albumen.llm.speculative.decode import SpeculativeStats, speculative_decode
+    from albumen.llm.testing import tiny_model
+
+    from .conftest import plain_tokens
+
+    cfg = SamplingConfig(max_new_tokens=24, ignore_eos=True)
+    prompt = [3, 4, 5, 9, 3, 4]
+    runs = []
+    for fuse_model in (True, False):
+        target = tiny_model(seed=4)
+        torch.manual_seed(0)
+        head = DraftHead(HeadConfig.for_target(target.args, "tiny", intermediate_size=32), torch.arange(260)).eval()
+        target.setup_caches(1, 256)
+        use_decode_kernels(target, fuse_model=fuse_model)
+        with torch.inference_mode():
+            assert (target.decode_plan() is not None) == fuse_model
+        stats = SpeculativeStats()
+        got = list(speculative_decode(target, HeadDrafter(head), prompt, cfg,
+                                      SpeculativeConfig(k=3, adaptive=False, measure=False), stats=stats))
+        assert got == plain_tokens(target, prompt, cfg)
+        runs.append((got, stats.drafted, stats.accepted, stats.target_steps))
+    assert runs[0] == runs[1]
+    assert runs[0][1] > 0

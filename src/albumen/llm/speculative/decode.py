@@ -91,6 +91,7 @@ def _verify(
 
 
 _NO_DRAFT = Draft([])
+_PLAN_MAX_ROWS = 8  # a decode plan's block takes 1..8 tokens; longer blocks (k_max > 7) run as modules
 
 
 def _plain_step(target: Transformer, plan: Any | None, tokens: Sequence[int], pos: int, cfg: SamplingConfig,
@@ -106,6 +107,20 @@ def _plain_step(target: Transformer, plan: Any | None, tokens: Sequence[int], po
     else:
         logits = decode_one_token(target, torch.tensor([[tokens[-1]]]), pos)  # (1, V)
     return int(sample(logits, cfg, gen, torch.tensor([tokens]) if penalize else None)[0])
+
+
+def _plan_block(plan: Any, draft: Draft, tokens: Sequence[int], pos: int, cfg: SamplingConfig,
+                gen: torch.Generator | None) -> tuple[int, int]:
+    """Verify ``draft`` with one block call of the target's decode plan (``block_argmax`` / ``block_logits``: each row
+    scored exactly as a plain step scores it alone): the last accepted token at ``pos``, then the drafts."""
+    block = [tokens[-1], *draft.tokens]  # k + 1 tokens at pos .. pos + k
+    if cfg.greedy and cfg.repetition_penalty == 1.0:  # the argmax per row is all greedy verification reads
+        best = plan.block_argmax(block, pos)
+        n = 0
+        while n < len(draft.tokens) and draft.tokens[n] == best[n]:
+            n += 1
+        return n, int(best[n])
+    return _verify(draft, plan.block_logits(block, pos), cfg, tokens, gen)  # logits (k+1, V)
 
 
 def _no_probe_left(control: AdaptiveDraftLength, steps_left: int) -> bool:
@@ -167,18 +182,28 @@ def speculative_decode(
     try:
         with torch.inference_mode():
             start = time.perf_counter()
+            # The target's single-call decode plan (plain steps and verification blocks), built before a drafter
+            # hooks the target; None where the target runs module by module (LoRA, packed bf16 linears, ...).
+            plan = target.decode_plan() if hasattr(target, "decode_plan") else None
+            blocks = plan is not None and hasattr(plan, "block_logits")
             drafter.start(target, prompt_ids, cache_len)  # a draft model prefills here: part of the first token's time
             logits = prefill(target, torch.tensor([tokens]))
             first = int(sample(logits, cfg, gen, torch.tensor([tokens]))[0])
+            # A drafter that reads the target's hidden states (the head) saw the prompt's through its hook; from
+            # here the plan hands them over (``observe``), and the hook goes so that nothing keeps the plan off.
+            observe = getattr(drafter, "observe", None) if blocks and hasattr(plan, "features") else None
+            if callable(observe):
+                _release(drafter)
+            else:
+                observe = None
+                if plan is not None and target.decode_plan() is None:
+                    plan, blocks = None, False  # the drafter hooked the target: run it module by module
             stats.ttft_s = time.perf_counter() - start
             stats.new_tokens = 1
             if first in eos:
                 return
             tokens.append(first)
             yield first
-            # None where the target runs module by module (quantized, LoRA, packed bf16 linears, or a drafter's
-            # feature hook: the head needs the k = 0 steps' hidden states too).
-            plan = target.decode_plan() if hasattr(target, "decode_plan") else None
             t0 = time.perf_counter()
             idle = False  # the last step was a plain one: the drafter first catches up on the tokens it missed
             released = False  # the drafter will not be asked again this sequence and let go of the target
@@ -189,8 +214,9 @@ def speculative_decode(
                     # A drafter that watches the target (the head's feature hook) keeps it off the decode plan;
                     # once no draft can come before the end, release it and decode plainly on the plan.
                     released = _release(drafter)
-                    if released:
+                    if released and plan is None:
                         plan = target.decode_plan() if hasattr(target, "decode_plan") else None
+                        blocks = plan is not None and hasattr(plan, "block_logits")
                 pos = len(tokens) - 1  # the last accepted token is not in the target's cache yet
                 t_draft = clock()
                 if k <= 0:  # plain step: exactly what plain decoding runs, no drafter and no block bookkeeping
@@ -201,9 +227,14 @@ def speculative_decode(
                     draft = drafter.propose(tokens, k, cfg, gen)
                     draft = Draft(draft.tokens[:k], None if draft.probs is None else draft.probs[:k])
                     t_verify = clock()
-                    block = torch.tensor([[tokens[-1], *draft.tokens]])  # (1, k+1)
-                    logits = target(block, torch.arange(pos, pos + block.shape[1]))[0]  # (k+1, V)
-                    n, token = _verify(draft, logits, cfg, tokens, gen)
+                    if blocks and len(draft.tokens) < _PLAN_MAX_ROWS:
+                        n, token = _plan_block(plan, draft, tokens, pos, cfg, gen)
+                    else:
+                        block = torch.tensor([[tokens[-1], *draft.tokens]])  # (1, k+1)
+                        logits = target(block, torch.arange(pos, pos + block.shape[1]))[0]  # (k+1, V)
+                        n, token = _verify(draft, logits, cfg, tokens, gen)
+                if observe is not None and not released:
+                    observe(pos, plan.features())  # (k+1, D): the hidden states of the rows just scored
                 t_done = clock()
                 stats.draft_s += t_verify - t_draft
                 stats.verify_s += t_done - t_verify

@@ -8,8 +8,9 @@ features) and k - 1 single steps on predicted features. The head reuses the targ
 own weights are small; the LM head is restricted to the ``vocab`` the head was trained to emit (FR-Spec style), which
 makes a draft step a fraction of a target step. Tokens outside it are simply never drafted.
 
-The target's features are captured by a forward hook on its last decoder layer (the engine is untouched); the hook
-is removed in ``finish``. This module knows nothing about training (train_head.py) or files beyond its own weights.
+The target's features are captured by a forward hook on its last decoder layer while the target runs as modules (the
+prompt's prefill); where the target decodes on its single-call plan, the decoding loop hands them over instead
+(``observe``, from ``plan.features()``) and the hook is removed (``release``), which also ends in ``finish``. This module knows nothing about training (train_head.py) or files beyond its own weights.
 """
 
 from __future__ import annotations
@@ -183,6 +184,13 @@ class HeadDrafter:
         self._hook.remove()
         self._hook = None
         return True
+
+    def observe(self, pos: int, feats: torch.Tensor) -> None:
+        """The target's normed last hidden states (T, D) for positions pos .. pos+T-1, handed over by a decoding loop
+        that runs the target on its decode plan (``plan.features()``) instead of modules the hook could watch."""
+        if self._target is None or pos < 0 or pos + feats.shape[0] > self._feats.shape[0]:
+            return
+        self._feats[pos:pos + feats.shape[0]] = feats.to(self._feats.dtype)
 
     def _capture(self, module: nn.Module, args: tuple[Any, ...], out: torch.Tensor) -> None:
         """Store the target's normed last hidden states by position (args: x, cos, sin, input_pos, ...)."""
