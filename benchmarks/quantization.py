@@ -303,6 +303,15 @@ def quality_phase(name: str, schemes: list[str], a: argparse.Namespace) -> dict[
     return res
 
 
+def _without_plan(model: nn.Module, prompt: list[int], new_tokens: int) -> float:
+    """Decode tok/s with the model's whole-step int4 plan switched off (``Transformer.decode_plan`` then declines)."""
+    builder = model.__dict__.pop("_quant_plan")
+    try:
+        return run_once(model, prompt, new_tokens).decode_tokens_per_s
+    finally:
+        model.__dict__["_quant_plan"] = builder
+
+
 def speed_phase(name: str, schemes: list[str], a: argparse.Namespace) -> dict[str, Any]:
     """Decode tok/s of every scheme (checkpoints from the quality phase, quantized now if missing) and llama.cpp
     on the model's GGUF, interleaved per repeat (A/B/C..., then reversed), median; memory after decoding."""
@@ -317,6 +326,10 @@ def speed_phase(name: str, schemes: list[str], a: argparse.Namespace) -> dict[st
             res["rows"].setdefault(scheme, asdict(row))
     runs: dict[str, Callable[[], float]] = {
         s: (lambda m=m: run_once(m, prompt, a.new_tokens).decode_tokens_per_s) for s, m in models.items()}
+    if a.plan_ab:  # the same 4-bit models without the whole-model plan (quant/plan.py): the fused Python step
+        for s, m in models.items():
+            if "_quant_plan" in m.__dict__:
+                runs[f"{s} (no plan)"] = lambda m=m: _without_plan(m, prompt, a.new_tokens)
     if not a.no_llama_cpp:
         lr = llama_cpp_run(gguf, prompt, a.new_tokens, a.threads)
         if lr is not None:
@@ -445,12 +458,28 @@ class _Stepper:
             logits = self.model(torch.tensor([prompt]), torch.arange(len(prompt)), last_only=True)
         self.next, self.pos = logits[:, -1].argmax(-1, keepdim=True), len(prompt)
 
-    def step(self, fused: bool) -> float:
+    def plan_step(self) -> float:
+        """The same next token through the whole-model plan (quant/plan.py), built on first use."""
+        from albumen.llm.quant.plan import quant_decode_plan
+
+        self._use_fused(True)  # the plan runs the fused layers' packs
+        with torch.no_grad():
+            if getattr(self, "plan", None) is None:
+                self.plan = quant_decode_plan(self.model)
+            t = time.perf_counter()
+            token = self.plan.argmax(int(self.next), self.pos)
+            self.next, self.pos = torch.tensor([[token]]), self.pos + 1
+            return time.perf_counter() - t
+
+    def _use_fused(self, fused: bool) -> None:
         for layer in self.model.model.layers:
             if fused:
                 layer.__dict__["_quant_step"] = self.fused[id(layer)]
             else:
                 layer.__dict__.pop("_quant_step", None)
+
+    def step(self, fused: bool) -> float:
+        self._use_fused(fused)
         with torch.no_grad():
             t = time.perf_counter()
             logits = self.model(self.next, torch.tensor([self.pos]))
@@ -460,12 +489,13 @@ class _Stepper:
 
 def step_ab(folder: Path, rounds: int) -> str:
     """Decode-step time of one int4 checkpoint three ways in one process, interleaved per token (A B C, C B A, ...):
-    A = torch's int4pack + fused layer step, B = our VNNI GEMV + fused step, C = our GEMV, module path."""
+    A = torch's int4pack + fused layer step, B = our VNNI GEMV + fused step, C = our GEMV, module path, D = our GEMV,
+    the whole-model plan (one C++ call per token, ``quant/plan.py``)."""
     _, tok = load_model(folder, torch.float32)
     prompt = tok.encode(tok.apply_chat_template([{"role": "user", "content": BENCH_TEXT}]))
     a, b = _Stepper(folder, "int4pack", prompt, 3 * rounds + 8), _Stepper(folder, "auto", prompt, 3 * rounds + 8)
     cases = {"A int4pack + fused step": lambda: a.step(True), "B own GEMV + fused step": lambda: b.step(True),
-             "C own GEMV, module path": lambda: b.step(False)}
+             "C own GEMV, module path": lambda: b.step(False), "D own GEMV, whole-model plan": b.plan_step}
     for fn in cases.values():  # warm-up: layouts built, fused packs made
         fn()
         fn()
@@ -515,6 +545,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="the 'mixed' scheme: LOW,HIGH,BITS (sensitivity-chosen HIGH layers up to BITS per weight)")
     ap.add_argument("--range-search", type=int, default=8, help="int4 clipping ratios tried per group (0: fastest)")
     ap.add_argument("--no-llama-cpp", action="store_true")
+    ap.add_argument("--plan-ab", action="store_true",
+                    help="speed: also decode each 4-bit scheme without its whole-model plan, in the same rounds")
     ap.add_argument("--models-dir", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None, help="also copy the merged results here")
     ap.add_argument("--kernels", action="store_true", help="only the per-kernel matmul table (~20 s)")

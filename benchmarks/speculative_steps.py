@@ -4,7 +4,8 @@ model, full vocabulary or restricted to a draft vocabulary, measured side by sid
     HELPER=spec /tmp/albumen-tools/heavy -t 300 -- .venv/bin/python benchmarks/speculative_steps.py \\
         --target qwen2.5-1.5b --draft qwen2.5-0.5b --dtype bfloat16 [--target-dir DIR] [--draft-dir DIR]
 
-``--target-dir`` / ``--draft-dir`` load a saved (e.g. int4) checkpoint folder instead of the preset. Prints
+``--target-dir`` / ``--draft-dir`` load a saved (e.g. int4) checkpoint folder instead of the preset; with int4
+folders ``--int4-plan`` adds the same blocks and draft token through the whole-model plan (quant/plan.py). Prints
 milliseconds per call and the ratios to one plain target step (what the draft-length controller weighs).
 """
 
@@ -22,6 +23,7 @@ import torch
 from albumen.llm.loading import load_model
 from albumen.llm.model import Transformer
 from albumen.llm.quant.fused import MAX_BLOCK_ROWS, set_max_block_rows
+from albumen.llm.quant.plan import quant_decode_plan
 from albumen.llm.speculative.drafters.model import restrict_vocab
 from albumen.llm.speculative.vocab import load_draft_vocab
 
@@ -63,6 +65,13 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         calls[f"verify {t} rows"] = lambda ids=ids, pos=pos: target(ids, pos)
         if args.int4_blocks_ab and t > 1:  # the same block through the module path (before fused int4 blocks)
             calls[f"verify {t} rows (modules)"] = lambda ids=ids, pos=pos: _module_block(target, ids, pos)
+    if args.int4_plan:  # the whole-model int4 plan (quant/plan.py): blocks of 1..k+1 rows, one C++ call each
+        with torch.inference_mode():
+            qplan, dplan = quant_decode_plan(target), quant_decode_plan(draft)
+        if qplan is None or dplan is None:
+            raise SystemExit("--int4-plan: target and draft must be 4-bit checkpoints (--target-dir / --draft-dir)")
+        for t in range(1, args.k_max + 2):
+            calls[f"verify {t} rows (int4 plan)"] = lambda t=t: qplan.block_logits(list(range(200, 200 + t)), ctx)
     with torch.inference_mode():
         plan = target.decode_plan() if hasattr(target, "decode_plan") else None
     if plan is not None:  # what plain decoding runs per token where the engine has a single-call plan
@@ -82,6 +91,8 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     if small is not None:
         calls[f"draft token ({len(vocab)} vocab)"] = draft_step(small)
     calls["draft body (no head)"] = draft_step(torch.nn.Identity())
+    if args.int4_plan:
+        calls["draft token (int4 plan)"] = lambda: dplan.argmax(300, ctx)
     times: dict[str, list[float]] = {name: [] for name in calls}
     names = list(calls)
     with torch.inference_mode():
@@ -119,6 +130,8 @@ def main() -> None:
     p.add_argument("--dtype", default="bfloat16")
     p.add_argument("--int4-blocks-ab", action="store_true",
                    help="int4 target: also time each block of 2..k+1 rows through the module path")
+    p.add_argument("--int4-plan", action="store_true",
+                   help="int4 target and draft: also time blocks and a draft token through the whole-model plan")
     p.add_argument("--k-max", type=int, default=7)
     p.add_argument("--repeats", type=int, default=9)
     p.add_argument("--threads", type=int, default=1)
