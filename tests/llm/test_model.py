@@ -186,13 +186,14 @@ def test_fused_decode_layer_equals_module_path(dtype: torch.dtype, arch: str) ->
     if decode_ops_module() is None:
         pytest.skip("decode ops not built")
     model = tiny_model(dtype=dtype, arch=arch)
-    ids = torch.randint(0, 260, (1, 9), generator=torch.Generator().manual_seed(1))
+    ids = torch.randint(0, 260, (1, 14), generator=torch.Generator().manual_seed(1))
     calls: list[int] = []
 
-    def run() -> torch.Tensor:
+    def run() -> torch.Tensor:  # a 9-token prefill (module path: more than 8 rows), then single tokens
         with torch.inference_mode():
             model.setup_caches(1, 16)
-            steps = [model(ids[:, :4], torch.arange(4))] + [model(ids[:, t:t + 1], torch.tensor([t])) for t in range(4, 9)]
+            steps = [model(ids[:, :9], torch.arange(9))] + [model(ids[:, t:t + 1], torch.tensor([t]))
+                                                            for t in range(9, 14)]
         return torch.cat(steps, 1)
 
     fused = run()
@@ -231,6 +232,32 @@ def test_large_bf16_linears_take_the_packed_path():
             x = torch.randn(1, rows, side, dtype=torch.bfloat16)
             torch.testing.assert_close(big(x).float(), (x.float() @ big.weight.float().T), rtol=2e-2, atol=2e-2)
         assert "_decode_pack" in big.__dict__
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_layer_block_equals_its_rows_one_by_one(dtype: torch.dtype) -> None:
+    """A block of 2..8 consecutive new tokens through the fused C++ layers == the same tokens one call each (bit
+    for bit in fp32), and matches the module path's masked attention to rounding."""
+    from albumen.llm.kernels.decode_ops import decode_ops_module
+    from albumen.llm.model import use_decode_kernels
+
+    if decode_ops_module() is None:
+        pytest.skip("decode ops not built")
+    model = tiny_model(dtype=dtype, arch="qwen2", seed=2)
+    ids = torch.randint(0, 260, (1, 12), generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        model.setup_caches(1, 16)
+        model(ids[:, :4], torch.arange(4))
+        block = model(ids[:, 4:10], torch.arange(4, 10))[0]  # (6, V)
+        rows = torch.cat([model(ids[:, t:t + 1], torch.tensor([t]))[0] for t in range(4, 10)])
+        if dtype is torch.float32:
+            torch.testing.assert_close(block, rows, rtol=0, atol=0)
+        else:
+            torch.testing.assert_close(block.float(), rows.float(), rtol=0.05, atol=0.05)
+        use_decode_kernels(model, fuse_layers=False)  # the module path (grouped attention with the block mask)
+        modules = model(ids[:, 4:10], torch.arange(4, 10))[0]
+    tol = 1e-4 if dtype is torch.float32 else 0.1
+    torch.testing.assert_close(block.float(), modules.float(), rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

@@ -369,8 +369,11 @@ class DecoderLayer(nn.Module):
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, input_pos: torch.Tensor | None,
                 mask: torch.Tensor | None, kv_len: int) -> torch.Tensor:
         ops = self.__dict__.get("_decode_ops")  # set by use_decode_kernels
-        if ops is not None and (x.shape[1] == 1 or "_quant_step" in self.__dict__) and input_pos is not None and (
-                not torch.is_grad_enabled()):  # int4 (quant/fused.py): blocks of 2..8 rows too
+        # One new token per sequence, or a block of 2..8 consecutive new tokens of one sequence (speculative
+        # verification, a draft head's catch-up): one C++ call (int4 layers: quant/fused.py).
+        if ops is not None and input_pos is not None and not torch.is_grad_enabled() and (
+                x.shape[1] == 1 or (x.shape[0] * x.shape[1] <= 8 and int(input_pos[-1]) - int(input_pos[0]) ==
+                                    x.shape[1] - 1)):
             y = self._fused_step(ops, x, cos, sin, kv_len - 1)
             if y is not None:
                 return y
@@ -379,7 +382,8 @@ class DecoderLayer(nn.Module):
 
     def _fused_step(self, ops: Any, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, pos: int
                     ) -> torch.Tensor | None:
-        """The whole layer for one new token in one C++ call (same ops, same order), or None to take the module path.
+        """The whole layer for one new token (or a block of 2..8) in one C++ call (same ops, same order), or None to take
+        the module path.
 
         Only while every part is the plain module this class built (no LoRA or quantized swap, no hooks): those must
         run as modules. A small model spends more time in ~25 Python module calls per layer than in its arithmetic.

@@ -150,3 +150,33 @@ def test_head_on_the_decode_plan_drafts_as_on_modules() -> None:
         runs.append((got, stats.drafted, stats.accepted, stats.target_steps))
     assert runs[0] == runs[1]
     assert runs[0][1] > 0
+
+
+def test_chain_hands_features_to_its_head() -> None:
+    """``lookup+head`` on a target with a decode plan: the chain forwards ``observe`` to the head, so no hook stays on
+    the target while decoding (the plan runs); a chain without a feature reader has no ``observe``."""
+    from albumen.llm.sampling import SamplingConfig
+    from albumen.llm.speculative.adaptive import SpeculativeConfig
+    from albumen.llm.speculative.decode import SpeculativeStats, speculative_decode
+    from albumen.llm.speculative.drafters.chain import ChainDrafter
+    from albumen.llm.speculative.drafters.lookup import LookupDrafter
+    from albumen.llm.testing import tiny_model
+
+    from .conftest import plain_tokens
+
+    target = tiny_model(seed=4)
+    cfg = SamplingConfig(max_new_tokens=20, ignore_eos=True)
+    prompt = [3, 4, 5, 9, 3, 4]
+    torch.manual_seed(0)
+    head = DraftHead(HeadConfig.for_target(target.args, "tiny", intermediate_size=32), torch.arange(260)).eval()
+    chain = ChainDrafter([LookupDrafter(), HeadDrafter(head)])
+    assert chain.observe is not None and ChainDrafter([LookupDrafter()]).observe is None
+    stats = SpeculativeStats()
+    hooks = []
+    got = []
+    for token in speculative_decode(target, chain, prompt, cfg, SpeculativeConfig(k=2, adaptive=False, measure=False),
+                                    stats=stats):
+        got.append(token)
+        hooks.append(len(target.model.layers[-1]._forward_hooks))
+    assert got == plain_tokens(target, prompt, cfg)
+    assert set(hooks) == {0} and stats.drafted > 0

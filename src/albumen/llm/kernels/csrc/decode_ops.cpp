@@ -122,8 +122,10 @@ bool usable_bias(const c10::optional<torch::Tensor>& b, at::ScalarType dtype, in
 }
 
 // x (B, 1, D) -> (B, 1, D): h = x + o_proj(attn(rope(q), cache)); out = h + down(silu(gate(n)) * up(n)).
-// Writes this token's key/value into the caches at `pos`. Returns None where a precondition fails (dtypes, shapes,
-// contiguity, more than 8 sequences): the caller then runs the module path, which raises or handles it.
+// Or a block of T = 2..8 new tokens of one sequence, x (1, T, D) at positions pos-T+1 .. pos with cos/sin (T, hd),
+// causal inside the block, each row's attention the single-query call. Writes the keys/values into the caches.
+// Returns None where a precondition fails (dtypes, shapes, contiguity, more than 8 rows): the caller then runs the
+// module path, which raises or handles it.
 c10::optional<torch::Tensor> decode_layer(
     const torch::Tensor& x, const torch::Tensor& in_norm, const torch::Tensor& post_norm, double eps,
     const torch::Tensor& q_w, const c10::optional<torch::Tensor>& q_b, const torch::Tensor& k_w,
@@ -132,12 +134,15 @@ c10::optional<torch::Tensor> decode_layer(
     const torch::Tensor& cos, const torch::Tensor& sin, torch::Tensor& k_cache, torch::Tensor& v_cache, int64_t pos,
     int64_t n_heads, int64_t n_kv) {
   const auto dt = x.scalar_type();
-  if (x.dim() != 3 || x.size(1) != 1 || x.size(0) > albumen_dense::kMaxRows || !x.device().is_cpu()) return c10::nullopt;
+  if (x.dim() != 3 || x.size(0) * x.size(1) > albumen_dense::kMaxRows || !x.device().is_cpu()) return c10::nullopt;
+  if (x.size(1) > 1 && x.size(0) != 1) return c10::nullopt;  // a block of new tokens: one sequence
   if (dt != at::kFloat && dt != at::kBFloat16) return c10::nullopt;
-  const int64_t B = x.size(0), D = x.size(2), hd = cos.size(-1), F = gate_w.size(0);
+  const int64_t B = x.size(0), T = x.size(1), D = x.size(2), hd = cos.size(-1), F = gate_w.size(0);
+  const int64_t start = pos - T + 1;  // the block's rows sit at start .. pos
   if (k_cache.dim() != 4 || k_cache.size(0) < B || k_cache.size(1) != n_kv || k_cache.size(3) != hd ||
       k_cache.sizes() != v_cache.sizes() || k_cache.scalar_type() != dt || v_cache.scalar_type() != dt ||
-      pos < 0 || pos >= k_cache.size(2) || cos.scalar_type() != dt || sin.scalar_type() != dt || cos.numel() != hd)
+      start < 0 || pos >= k_cache.size(2) || cos.scalar_type() != dt || sin.scalar_type() != dt ||
+      cos.numel() != T * hd || sin.numel() != T * hd)
     return c10::nullopt;
   if (!usable(q_w, dt, n_heads * hd, D) || !usable(k_w, dt, n_kv * hd, D) || !usable(v_w, dt, n_kv * hd, D) ||
       !usable(o_w, dt, D, n_heads * hd) || !usable(gate_w, dt, F, D) || !usable(up_w, dt, F, D) ||
@@ -146,21 +151,30 @@ c10::optional<torch::Tensor> decode_layer(
     return c10::nullopt;
   using albumen_dense::linear_2d;
   const c10::optional<torch::Tensor> none = c10::nullopt;
-  auto x2 = x.reshape({B, D}).contiguous();
-  auto h = rms_norm(x2, in_norm, eps);                                                    // (B, D)
-  auto q = rope(linear_2d(h, q_w, q_b).view({B, 1, n_heads, hd}).transpose(1, 2), cos.view({1, hd}),
-                sin.view({1, hd}));                                                      // (B, nh, 1, hd)
-  auto k = rope(linear_2d(h, k_w, k_b).view({B, 1, n_kv, hd}).transpose(1, 2), cos.view({1, hd}),
-                sin.view({1, hd}));                                                      // (B, nkv, 1, hd)
-  auto v = linear_2d(h, v_w, v_b).view({B, n_kv, hd});                                   // (B, nkv, hd)
+  const int64_t R = B * T;
+  auto c = cos.reshape({T, hd}), s = sin.reshape({T, hd});
+  auto x2 = x.reshape({R, D}).contiguous();
+  auto h = rms_norm(x2, in_norm, eps);                                                    // (R, D)
+  auto q = rope(linear_2d(h, q_w, q_b).view({B, T, n_heads, hd}).transpose(1, 2), c, s);  // (B, nh, T, hd)
+  auto k = rope(linear_2d(h, k_w, k_b).view({B, T, n_kv, hd}).transpose(1, 2), c, s);     // (B, nkv, T, hd)
+  auto v = linear_2d(h, v_w, v_b).view({B, T, n_kv, hd}).transpose(1, 2);                 // (B, nkv, T, hd)
   auto kc = k_cache.narrow(0, 0, B), vc = v_cache.narrow(0, 0, B);
-  kc.select(2, pos).copy_(k.select(2, 0));
-  vc.select(2, pos).copy_(v);
-  auto y = decode_attention(q, kc.narrow(2, 0, pos + 1), vc.narrow(2, 0, pos + 1));      // (B, nh, 1, hd)
-  auto h1 = x2 + linear_2d(y.view({B, n_heads * hd}), o_w, none);                        // (B, D)
+  kc.narrow(2, start, T).copy_(k);
+  vc.narrow(2, start, T).copy_(v);
+  torch::Tensor y;                                                                         // (B, nh, T, hd)
+  if (T == 1) {
+    y = decode_attention(q, kc.narrow(2, 0, pos + 1), vc.narrow(2, 0, pos + 1));
+  } else {  // causal inside the block: row i sees positions 0 .. start+i, each row as a single-query step
+    std::vector<torch::Tensor> rows;
+    for (int64_t i = 0; i < T; ++i)
+      rows.push_back(decode_attention(q.narrow(2, i, 1).contiguous(), kc.narrow(2, 0, start + i + 1),
+                                      vc.narrow(2, 0, start + i + 1)));
+    y = at::cat(rows, 2);
+  }
+  auto h1 = x2 + linear_2d(y.transpose(1, 2).reshape({R, n_heads * hd}), o_w, none);      // (R, D)
   auto n2 = rms_norm(h1, post_norm, eps);
-  auto act = at::silu(linear_2d(n2, gate_w, none)).mul_(linear_2d(n2, up_w, none));      // (B, F)
-  return (h1 + linear_2d(act, down_w, none)).view({B, 1, D});
+  auto act = at::silu(linear_2d(n2, gate_w, none)).mul_(linear_2d(n2, up_w, none));      // (R, F)
+  return (h1 + linear_2d(act, down_w, none)).view({B, T, D});
 }
 
 

@@ -42,7 +42,9 @@ class Drafter(Protocol):
     so far) and the target's verification; ``finish`` always runs at the end. A drafter with a KV cache rolls it back
     itself by comparing ``tokens`` with what it fed before. Optionally ``release()`` lets go of whatever it holds on
     the target (a forward hook) when the loop knows it will not ask for drafts again this sequence; it returns
-    True if it held something.
+    True if it held something. A drafter that reads the target's hidden states (the head) has ``observe(pos,
+    feats)``: where the target decodes on its single-call plan, the loop releases the drafter's hook after the
+    prompt and hands over the final normed hidden states (T, D) of every step's rows from position ``pos``.
     """
 
     name: str

@@ -8,7 +8,7 @@ particular drafters.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -41,6 +41,18 @@ class ChainDrafter:
         """Release every drafter in the chain that holds something on the target."""
         released = [bool(d.release()) for d in self.drafters if callable(getattr(d, "release", None))]
         return any(released)
+
+    @property
+    def observe(self) -> Callable[[int, torch.Tensor], None] | None:
+        """Hands the target's hidden states to every drafter in the chain that reads them; None if none does."""
+        observers = [d.observe for d in self.drafters if callable(getattr(d, "observe", None))]
+        if not observers:
+            return None
+
+        def observe(pos: int, feats: torch.Tensor) -> None:
+            for fn in observers:
+                fn(pos, feats)
+        return observe
 
     def propose(self, tokens: Sequence[int], k: int, cfg: SamplingConfig, generator: torch.Generator | None) -> Draft:
         for d in self.drafters:
