@@ -86,3 +86,42 @@ def test_restrict_vocab_scores_exactly_the_chosen_rows() -> None:
     assert isinstance(small.head, QuantizedLinear)  # a quantized head stays quantized (3 rows padded to 16)
     with torch.no_grad():
         assert torch.allclose(small(x), model.lm_head(x)[:, ids], atol=1e-2)
+
+
+@pytest.mark.parametrize("greedy", [True, False])
+def test_quantized_draft_model_drafts_on_its_plan_as_on_modules(greedy: bool) -> None:
+    """An int4 draft model with a draft vocabulary runs on its single-call plan (quant.plan, with the restricted
+    head): the same drafts, acceptance and output as through its modules."""
+    from albumen.llm.kernels.quant_plan import quant_plan_module
+
+    if quant_plan_module() is None:
+        pytest.skip("quant plan not built")
+    prompt = [200, 201, 10, 20, 30, 10, 20]
+    cfg = CFG if greedy else SamplingConfig(max_new_tokens=CFG.max_new_tokens, temperature=0.8, seed=3,
+                                            ignore_eos=True)
+    runs = []
+    for use_plan in (True, False):
+        target = tiny_model(seed=5)
+        draft = tiny_model(seed=5)
+        quantize_model(draft, QuantConfig.from_scheme("int4-g32-all"))  # the head too (on the plan's GEMV)
+        vocab = torch.tensor(sorted(set(plain_tokens(target, prompt, CFG)[:16]) | {0, 1, 2}))
+        drafter = ModelDrafter(draft, vocab=vocab)
+        if not use_plan:
+            drafter._vocab_plan = lambda prompt_ids: None  # type: ignore[method-assign]
+        seen: list[int] = []
+        original = drafter.propose
+
+        def propose(tokens, k, c, gen, original=original, seen=seen, drafter=drafter, use_plan=use_plan):  # noqa: ANN001
+            assert (drafter._plan is not None) == use_plan
+            out = original(tokens, k, c, gen)
+            seen.extend(out.tokens)
+            return out
+
+        drafter.propose = propose  # type: ignore[method-assign]
+        stats = SpeculativeStats()
+        got = list(speculative_decode(target, drafter, prompt, cfg, SpeculativeConfig(k=3, adaptive=False,
+                                                                                      measure=False), stats=stats))
+        if greedy:
+            assert got == plain_tokens(target, prompt, cfg)
+        runs.append((got, seen, stats.accepted))
+    assert runs[0] == runs[1] and runs[0][1]

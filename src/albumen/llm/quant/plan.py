@@ -101,8 +101,11 @@ def _layer(mod: Any, layer: DecoderLayer, dtype: torch.dtype) -> Any | None:
                           cache.v_cache)
 
 
-def quant_decode_plan(model: nn.Module) -> Any | None:
+def quant_decode_plan(model: nn.Module, head: nn.Module | None = None) -> Any | None:
     """The whole single-step decode of ``model`` (batch 1, 1..8 tokens per call) as a ``QuantDecodePlan``, or None.
+
+    ``head``: another LM head to finish the step with instead of ``model.lm_head`` (a quantized layer on the same
+    GEMV, e.g. a draft model's head restricted to its draft vocabulary: row i of the logits is that head's row i).
 
     ``plan.logits(token, pos)`` -> (1, V) logits after ``token`` at ``pos`` (its key/value written into the caches),
     equal bit for bit to ``model(tensor([[token]]), tensor([pos]))[:, -1]``; ``plan.argmax(token, pos)`` -> the
@@ -120,7 +123,10 @@ def quant_decode_plan(model: nn.Module) -> Any | None:
         return None
     if torch.is_grad_enabled() and any(p.requires_grad for p in model.parameters()):
         return None  # the plan bypasses autograd
+    skip = set() if head is None else {id(m) for m in model.lm_head.modules()}  # not run: the given head is
     for module in model.modules():
+        if id(module) in skip:
+            continue
         if module._forward_hooks or module._forward_pre_hooks or "forward" in module.__dict__:
             return None  # a hook, or a patched forward, must run as a module
         if type(module) not in _PLAIN:
@@ -132,7 +138,7 @@ def quant_decode_plan(model: nn.Module) -> Any | None:
     if any(layer.input_layernorm.eps != norm.eps for layer in model.model.layers):
         return None
     layers = [_layer(mod, layer, dtype) for layer in model.model.layers]
-    head = _head_layout(model.lm_head)
+    head = _head_layout(model.lm_head if head is None else head)
     table = _embedding(model.model.embed_tokens, dtype)
     if any(layer is None for layer in layers) or head is None or table is None:
         return None

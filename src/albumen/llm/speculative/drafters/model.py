@@ -15,6 +15,7 @@ This module knows nothing about model files: pass a loaded ``Transformer``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -106,6 +107,8 @@ class ModelDrafter:
         self._ids: torch.Tensor | None = None  # (Vs,) the ids the swapped-in head scores this sequence
         self._full_head: nn.Module | None = None
         self._static_head: nn.Module | None = None
+        self._plan: Any | None = None  # the draft model's single-call decode plan with the restricted head, if any
+        self._n_ids = 0  # rows of the restricted head that score real ids (the rest is padding)
 
     def start(self, target: Transformer, prompt_ids: Sequence[int], max_seq_len: int) -> None:
         if self.model.args.vocab_size != target.args.vocab_size:
@@ -113,9 +116,10 @@ class ModelDrafter:
                              f"target's ({target.args.vocab_size}): they must share a tokenizer")
         if self._cost is None:
             self.cost = parameter_cost(self.model, target)
-        if self.vocab is not None:
-            self._swap_head(prompt_ids)
         self.model.setup_caches(1, min(max_seq_len, self.model.args.max_seq_len))
+        self._plan = self._vocab_plan(prompt_ids) if self.vocab is not None else None
+        if self.vocab is not None and self._plan is None:
+            self._swap_head(prompt_ids)
         self._fed = []
         if len(prompt_ids) > 1:  # prefill the prompt with the target's (so it counts in the time to first token)
             with torch.inference_mode():
@@ -127,6 +131,27 @@ class ModelDrafter:
             self.model.lm_head = self._full_head
             self._full_head = None
         self._ids = None
+        self._plan = None
+
+    def _vocab_plan(self, prompt_ids: Sequence[int]) -> Any | None:
+        """A quantized draft model's whole step in one C++ call (``quant.plan``), finished by its head's rows for the
+        draft vocabulary plus the prompt's tokens (sliced, not re-quantized; padded to 16 rows with copies of the
+        first id, which never win an argmax over the original); None where the plan does not apply."""
+        from albumen.llm.quant.plan import quant_decode_plan
+
+        assert self.vocab is not None
+        prompt = torch.unique(torch.tensor(list(prompt_ids), dtype=torch.long))
+        extra = prompt[~torch.isin(prompt, self.vocab) & (prompt < self.model.args.vocab_size)]
+        ids = torch.cat([self.vocab, extra])  # (Vs,)
+        small = _sliced_quantized(self.model.lm_head, torch.cat([ids, ids[:1].expand(-ids.numel() % 16)]))
+        if small is None:
+            return None
+        with torch.inference_mode():
+            plan = quant_decode_plan(self.model, head=small.eval())
+        if plan is not None:
+            self._ids = ids
+            self._n_ids = int(ids.numel())
+        return plan
 
     def _swap_head(self, prompt_ids: Sequence[int]) -> None:
         """Score only the draft vocabulary plus the prompt's tokens this sequence (rows: static set, then extras)."""
@@ -170,6 +195,8 @@ class ModelDrafter:
         if len(tokens) + k > self.model.max_seq_len:
             return Draft([])  # the draft cache is full: let the target go on alone
         valid = min(self._valid_prefix(tokens), len(tokens) - 1)  # the last token is always fed, for its logits
+        if self._plan is not None:
+            return self._propose_on_plan(tokens, valid, k, cfg, generator)
         block = torch.tensor([tokens[valid:]])  # (1, T)
         base = len(tokens)
         logits = self.model(block, torch.arange(valid, base), last_only=True)[:, -1]  # (1, V)
@@ -185,6 +212,37 @@ class ModelDrafter:
                 logits = self.model(torch.tensor([[token]]), torch.tensor([base + i]))[:, -1]
                 self._fed.append(token)
         return Draft(drafted, torch.stack(probs) if probs else None)  # probs: (k, V) when sampling
+
+
+    def _propose_on_plan(self, tokens: list[int], valid: int, k: int, cfg: SamplingConfig,
+                         generator: torch.Generator | None) -> Draft:
+        """``propose`` on the decode plan: catch up on tokens[valid:] in blocks of up to 8, then one call per draft."""
+        plan, n = self._plan, self._n_ids
+        greedy = cfg.greedy
+        for start in range(valid, len(tokens), 8):
+            chunk = tokens[start:start + 8]
+            if greedy:
+                index = plan.block_argmax(chunk, start)[-1]
+            else:
+                logits = plan.block_logits(chunk, start)[-1:, :n]  # (1, Vs)
+        self._fed = tokens
+        drafted: list[int] = []
+        probs: list[torch.Tensor] = []
+        base = len(tokens)
+        for i in range(k):
+            if greedy:
+                token = int(self._ids[index])
+            else:
+                token, q = self._choose(logits, cfg, generator)
+                probs.append(q)
+            drafted.append(token)
+            if i + 1 < k:
+                if greedy:
+                    index = plan.argmax(token, base + i)
+                else:
+                    logits = plan.logits(token, base + i)[:, :n]
+                self._fed.append(token)
+        return Draft(drafted, torch.stack(probs) if probs else None)
 
 
 class _FirstColumns(nn.Module):
