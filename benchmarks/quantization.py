@@ -3,7 +3,8 @@
     flock /tmp/albumen-heavy.lock .venv/bin/python benchmarks/quantization.py [--large] [--schemes a,b,...]
         [--threads 1] [--new-tokens 64] [--repeats 3] [--recover int4-g32,pal3-gc16] [--json out.json]
     .venv/bin/python benchmarks/quantization.py --kernels            # batch-1 matmul per kernel
-    .venv/bin/python benchmarks/quantization.py --step-ab FOLDER     # one int4 decode step: kernels x fused/module
+    .venv/bin/python benchmarks/quantization.py --step-ab FOLDER     # one int4 decode step: kernels x fused/module/plan
+    .venv/bin/python benchmarks/quantization.py --rows-ab            # our int4 GEMV at 1..8 rows, two kernels
 
 Per model (SmolLM2-135M; with ``--large`` Qwen2.5-1.5B instead) and per scheme, every variant is quantized from the
 float model (the GGUF dequantized to fp32: the "fp32" reference), saved as a quantized checkpoint, and *loaded back
@@ -442,6 +443,42 @@ def kernel_table(shapes: tuple[tuple[int, int], ...] = ((8960, 1536), (1536, 896
     return "\n".join(lines)
 
 
+def rows_table(shapes: tuple[tuple[int, int], ...] = ((17920, 1536), (1536, 8960)), repeats: int = 7) -> str:
+    """Our int4 GEMV (g32 with zeros) at 1..8 activation rows, two ways in the same rounds: activation rows two at a
+    time over each weight block (``-DQG_WIDE=0``, the previous kernel) and 3..8 rows in one pass (``block_wide``,
+    now). Weights cycled (>= 64 MB) so each comes from DRAM; interleaved, median of ``repeats``."""
+    from albumen.llm.kernels import quant_gemv
+    from albumen.llm.kernels.build import load_extension
+    from albumen.llm.quant.affine import quantize_int4
+
+    src = Path(quant_gemv.__file__).with_name("csrc") / "quant_gemv.cpp"
+    pairs = load_extension("albumen_quant_gemv_pairs", [src], extra_cflags=("-ffp-contract=off", "-DQG_WIDE=0"),
+                           depends=[src.with_name("quant_kernels.h")])
+    wide = quant_gemv.quant_gemv_module()
+    if pairs is None or wide is None:
+        return "our GEMV is not available here"
+    g = torch.Generator().manual_seed(0)
+    lines = ["| weight | rows | pairs ms | one pass ms | pairs / one pass | one pass x 1 row |", "|---|---|---|---|---|---|"]
+    for n, k in shapes:
+        copies = max(2, min(8, (64 << 20) // (n * k)))
+        ws = [quant_gemv.pack_q4(*quantize_int4(torch.randn(n, k, generator=g) * 0.02, 32, False), 32)
+              for _ in range(copies)]
+        base = 0.0
+        for m in range(1, 9):
+            x = torch.randn(m, k, generator=g)
+            times: dict[str, list[float]] = {"pairs": [], "wide": []}
+            for _ in range(repeats):
+                for name, mod in (("pairs", pairs), ("wide", wide)):
+                    t = time.perf_counter()
+                    for w in ws:
+                        mod.q4_linear(x, w.blocks, n, k, 32, True, None, None)
+                    times[name].append((time.perf_counter() - t) / copies)
+            a, b = statistics.median(times["pairs"]), statistics.median(times["wide"])
+            base = base or b
+            lines.append(f"| {n}x{k} | {m} | {a * 1e3:.3f} | {b * 1e3:.3f} | {a / b:.2f} | {b / base:.2f} |")
+    return "\n".join(lines)
+
+
 class _Stepper:
     """One model decoding its own greedy continuation one timed token at a time (for per-token interleaving)."""
 
@@ -553,10 +590,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--step-ab", type=Path, default=None, metavar="FOLDER",
                     help="only the decode-step A/B (int4pack vs our GEMV, fused vs module path) of an int4 checkpoint")
     ap.add_argument("--rounds", type=int, default=12, help="--step-ab: tokens per variant")
+    ap.add_argument("--rows-ab", action="store_true",
+                    help="only our int4 GEMV at 1..8 rows: rows two at a time vs one pass (~30 s)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     if a.kernels:
         print(kernel_table())
+        return
+    if a.rows_ab:
+        print(rows_table())
         return
     if a.step_ab:
         print(step_ab(a.step_ab, a.rounds))
