@@ -177,6 +177,8 @@ def speculative_decode(
     gen = torch.Generator().manual_seed(cfg.seed) if cfg.seed is not None else None
     eos = set() if cfg.ignore_eos else set(eos_ids)
     control = AdaptiveDraftLength(spec, drafter.cost, costs=_shared_costs(drafter, target, spec))
+    if hasattr(drafter, "length_policy"):  # a chain: each member drafts the length its own record calls for
+        drafter.length_policy = control.best_k_at if spec.adaptive and spec.measure else None
     clock = control.clock
     tokens = list(prompt_ids)
     try:
@@ -225,7 +227,9 @@ def speculative_decode(
                     n, token = 0, _plain_step(target, plan, tokens, pos, cfg, gen)
                 else:
                     draft = drafter.propose(tokens, k, cfg, gen)
-                    draft = Draft(draft.tokens[:k], None if draft.probs is None else draft.probs[:k])
+                    # A chain's member may draft longer than k (its own record); never past k_max or the end.
+                    cap = min(spec.k_max, cfg.max_new_tokens - stats.new_tokens - 1)
+                    draft = Draft(draft.tokens[:cap], None if draft.probs is None else draft.probs[:cap])
                     t_verify = clock()
                     if blocks and len(draft.tokens) < _PLAN_MAX_ROWS:
                         n, token = _plan_block(plan, draft, tokens, pos, cfg, gen)
