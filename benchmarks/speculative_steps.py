@@ -76,6 +76,9 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         plan = target.decode_plan() if hasattr(target, "decode_plan") else None
     if plan is not None:  # what plain decoding runs per token where the engine has a single-call plan
         calls["plain step (decode plan)"] = lambda: plan.logits(200, ctx)
+        if not args.int4_plan and hasattr(plan, "block_argmax"):  # what greedy verification runs on the plan
+            for t in range(2, args.k_max + 2):
+                calls[f"verify {t} rows (decode plan)"] = lambda t=t: plan.block_argmax(list(range(200, 200 + t)), ctx)
     one, p = torch.tensor([[300]]), torch.tensor([ctx])
 
     def draft_step(head: torch.nn.Module) -> Callable[[], object]:
