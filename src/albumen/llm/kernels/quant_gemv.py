@@ -8,6 +8,9 @@ multiples of 4): a weight of concatenated matrices serves each part. The activat
 does for its Q4/Q8 dot products), so results match the float product of the dequantized weight to ~1e-2 relative,
 not exactly: callers that need exact numbers (autograd, export, reference checks) keep their dequant path.
 
+The kernel core (activation quantization, the blocked 4-bit / int8 products) is ``csrc/quant_kernels.h``, shared
+with the whole-model int4 decode plan (``quant_plan.py``).
+
 This module knows layouts and the compiled module; it knows nothing about schemes or ``nn.Module``s.
 """
 

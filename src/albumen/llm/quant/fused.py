@@ -21,6 +21,8 @@ row alone (``block_attention``).
 The engine calls ``layer._quant_step(ops, x, cos, sin, pos)`` (see ``DecoderLayer._fused_step`` in model.py) where
 ``enable_fused_decode`` installed it; it returns None whenever the layer is not as it was when fused (a module
 swapped, e.g. by LoRA; a hook; new weights; another kernel chosen), and the module path runs.
+The whole-model form of this step (every layer, embedding, norm and head in one C++ call, bit-identical to it) is
+``quant/plan.py``'s ``QuantDecodePlan``, which reads the packs built here.
 This module knows the engine's decoder layer and int4 layouts; it knows nothing about files or generation.
 """
 
@@ -285,6 +287,8 @@ def enable_fused_decode(model: nn.Module) -> int:
     """Give every decoder layer of an engine ``Transformer`` a fused 4-bit decode step; returns how many layers.
 
     Harmless on layers that are not all 4-bit (the step then declines at first use). Other models: nothing happens.
+    The model also gets ``_quant_plan`` (``quant/plan.py``): ``Transformer.decode_plan`` then returns the whole
+    decode step over these layers' packs as one C++ object where it applies.
     """
     from albumen.llm.quant.plan import quant_decode_plan  # plan.py builds on this module
 

@@ -367,23 +367,20 @@ class QuantDecodePlan {
         }
       product<T>(l.o, att, M, x, D, nullptr, true);  // h = x + o(attention)
       rms_norm_rows<T>(x, l.post_norm.data_ptr<T>(), n, M, D, eps_);
+      // SiLU by ATen on the same views as the Python step (gate: the left half of gate|up, or its own tensor), so
+      // its vectorized and tail elements round the same way
+      torch::Tensor act_rows = act_.narrow(0, 0, M);
       const T* up;
       int64_t ldu;
-      if (l.gate_up.size() == 1) {  // one product: gate | up rows; SiLU on the gate half (a strided view, as in
-        product<T>(l.gate_up[0], n, M, gu_.data_ptr<T>(), 2 * F);  // the Python step, so ATen rounds the same)
-        {
-          torch::Tensor a = act_.narrow(0, 0, M);
-          at::silu_out(a, gu_.narrow(0, 0, M).narrow(1, 0, F));
-        }
+      if (l.gate_up.size() == 1) {
+        product<T>(l.gate_up[0], n, M, gu_.data_ptr<T>(), 2 * F);  // (M, 2F): gate | up
+        at::silu_out(act_rows, gu_.narrow(0, 0, M).narrow(1, 0, F));
         up = gu_.data_ptr<T>() + F;
         ldu = 2 * F;
       } else {
         product<T>(l.gate_up[0], n, M, gate_.data_ptr<T>(), F);
         product<T>(l.gate_up[1], n, M, up_.data_ptr<T>(), F);
-        {
-          torch::Tensor a = act_.narrow(0, 0, M);
-          at::silu_out(a, gate_.narrow(0, 0, M));
-        }
+        at::silu_out(act_rows, gate_.narrow(0, 0, M));
         up = up_.data_ptr<T>();
         ldu = F;
       }
