@@ -29,6 +29,7 @@ class _MemberStats:
     tried: float = 0.0
     draft_tok_s: float | None = None
     skipped: int = 0  # calls since it last drafted under the length policy
+    wait: int = 8  # calls between probes while the policy keeps it at 0 (doubles per probe, up to probe_max)
 
     def rate(self, prior: float, weight: float) -> float:
         return (self.accepted + prior * weight) / (self.tried + weight)
@@ -48,7 +49,8 @@ class ChainDrafter:
     prior_rate = 0.6  # a member's acceptance before evidence, worth prior_weight drafted tokens
     prior_weight = 2.0
     decay = 0.8
-    probe_every = 8  # a member the policy keeps at 0 still drafts 1 token every this many calls
+    probe_every = 8  # a member the policy keeps at 0 still drafts 1 token after this many calls, then 16, 32, 64
+    probe_max = 64
 
     def __init__(self, drafters: Sequence[Drafter]) -> None:
         if not drafters:
@@ -57,7 +59,7 @@ class ChainDrafter:
         self.name = "+".join(d.name for d in self.drafters)
         self.cost = max(d.cost for d in self.drafters)
         self.length_policy: Callable[[float, float | None], int] | None = None
-        self._stats = [_MemberStats() for _ in self.drafters]
+        self._stats = [_MemberStats(wait=self.probe_every) for _ in self.drafters]  # kept across sequences
         self._last: tuple[int, int, list[int]] | None = None  # (member, position of its first token, its tokens)
 
     def start(self, target: Transformer, prompt_ids: Sequence[int], max_seq_len: int) -> None:
@@ -112,11 +114,14 @@ class ChainDrafter:
             k_i = k
             if self.length_policy is not None:
                 k_i = self.length_policy(self.member_rate(i), stats.draft_tok_s)
-                if k_i <= 0:  # not worth drafting at its record: the next member may be; a 1-token probe now and
-                    stats.skipped += 1  # then, so that a member that improves is noticed
-                    if stats.skipped < self.probe_every:
-                        continue
+                if k_i <= 0:  # not worth drafting at its record: the next member may be. A 1-token probe now and
+                    stats.skipped += 1  # then, so that a member that improves is noticed; each probe while it
+                    if stats.skipped < stats.wait:  # stays at 0 doubles the wait (a draft model's probe re-feeds
+                        continue  # every token since it last ran: 16 tokens cost more than a plain step)
                     k_i = 1
+                    stats.wait = min(2 * stats.wait, self.probe_max)
+                else:
+                    stats.wait = self.probe_every
                 stats.skipped = 0
             t0 = time.perf_counter()
             draft = d.propose(tokens, k_i, cfg, generator)
