@@ -524,6 +524,43 @@ class _Stepper:
             return time.perf_counter() - t
 
 
+def prefetch_ab(folder: Path, rounds: int, distances: tuple[int, ...] = (1024, 4096, 8192)) -> str:
+    """One decode step of the whole-model plan (``quant/plan.py``) built with each software-prefetch distance of the
+    GEMV (``-DQG_PREFETCH``), on one model, interleaved per token (rotating order), median of ``rounds``."""
+    from albumen.llm.kernels import quant_plan
+    from albumen.llm.kernels.build import load_extension
+    from albumen.llm.quant.plan import quant_decode_plan
+
+    src = Path(quant_plan.__file__).with_name("csrc") / "quant_plan.cpp"
+    heads = [src.with_name(h) for h in ("quant_kernels.h", "decode_kernels.h")]
+    mods = {d: load_extension(f"albumen_quant_plan_pf{d}", [src], extra_cflags=("-ffp-contract=off",
+                                                                                f"-DQG_PREFETCH={d}"), depends=heads)
+            for d in distances}
+    model, tok = load_model(folder, torch.float32)
+    prompt = tok.encode(tok.apply_chat_template([{"role": "user", "content": BENCH_TEXT}]))
+    model.setup_caches(1, len(prompt) + len(distances) * (rounds + 2) + 8)
+    times: dict[int, list[float]] = {d: [] for d in distances}
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt]), torch.arange(len(prompt)), last_only=True)
+        token, pos = int(logits[0, -1].argmax()), len(prompt)
+        plans = {d: quant_decode_plan(model, compiled=mods[d]) for d in distances}
+        for r in range(rounds + 2):  # two warm-up rounds
+            order = distances[r % len(distances):] + distances[:r % len(distances)]
+            for d in order:
+                t = time.perf_counter()
+                token = plans[d].argmax(token, pos)
+                if r >= 2:
+                    times[d].append(time.perf_counter() - t)
+                pos += 1
+    base = statistics.median(times[distances[0]])
+    lines = [f"### {folder.name}: one plan step per prefetch distance, {torch.get_num_threads()} thread(s), "
+             f"median of {rounds}", "", "| QG_PREFETCH bytes | ms/token | tok/s | x first |", "|---|---|---|---|"]
+    for d, v in times.items():
+        m = statistics.median(v)
+        lines.append(f"| {d} | {m * 1e3:.2f} | {1 / m:.2f} | {base / m:.3f} |")
+    return "\n".join(lines)
+
+
 def step_ab(folder: Path, rounds: int) -> str:
     """Decode-step time of one int4 checkpoint three ways in one process, interleaved per token (A B C, C B A, ...):
     A = torch's int4pack + fused layer step, B = our VNNI GEMV + fused step, C = our GEMV, module path, D = our GEMV,
@@ -590,6 +627,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--step-ab", type=Path, default=None, metavar="FOLDER",
                     help="only the decode-step A/B (int4pack vs our GEMV, fused vs module path) of an int4 checkpoint")
     ap.add_argument("--rounds", type=int, default=12, help="--step-ab: tokens per variant")
+    ap.add_argument("--prefetch-ab", type=Path, default=None, metavar="FOLDER",
+                    help="only the whole-model plan's step with the GEMV's prefetch distance 1024 / 4096 / 8192")
     ap.add_argument("--rows-ab", action="store_true",
                     help="only our int4 GEMV at 1..8 rows: rows two at a time vs one pass (~30 s)")
     a = ap.parse_args(argv)
@@ -599,6 +638,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if a.rows_ab:
         print(rows_table())
+        return
+    if a.prefetch_ab:
+        print(prefetch_ab(a.prefetch_ab, a.rounds))
         return
     if a.step_ab:
         print(step_ab(a.step_ab, a.rounds))

@@ -18,6 +18,7 @@ result. This module knows the engine's model classes and the quantized modules; 
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -101,11 +102,13 @@ def _layer(mod: Any, layer: DecoderLayer, dtype: torch.dtype) -> Any | None:
                           cache.v_cache)
 
 
-def quant_decode_plan(model: nn.Module, head: nn.Module | None = None) -> Any | None:
+def quant_decode_plan(model: nn.Module, head: nn.Module | None = None, compiled: ModuleType | None = None
+                      ) -> Any | None:
     """The whole single-step decode of ``model`` (batch 1, 1..8 tokens per call) as a ``QuantDecodePlan``, or None.
 
     ``head``: another LM head to finish the step with instead of ``model.lm_head`` (a quantized layer on the same
     GEMV, e.g. a draft model's head restricted to its draft vocabulary: row i of the logits is that head's row i).
+    ``compiled``: another build of the compiled plan (benchmarks A/B kernel variants); default ``quant_plan_module()``.
 
     ``plan.logits(token, pos)`` -> (1, V) logits after ``token`` at ``pos`` (its key/value written into the caches),
     equal bit for bit to ``model(tensor([[token]]), tensor([pos]))[:, -1]``; ``plan.argmax(token, pos)`` -> the
@@ -131,7 +134,7 @@ def quant_decode_plan(model: nn.Module, head: nn.Module | None = None) -> Any | 
             return None  # a hook, or a patched forward, must run as a module
         if type(module) not in _PLAIN:
             return None  # a swapped module (LoRA, another kind) runs as a module
-    mod = quant_plan_module()
+    mod = compiled or quant_plan_module()
     if mod is None:
         return None
     norm = model.model.norm

@@ -33,7 +33,10 @@ namespace albumen_quant {
 constexpr int64_t kMaxRows = 8;
 constexpr int64_t kLanes = 16;  // groups per chunk
 #ifndef QG_PREFETCH
-#define QG_PREFETCH 1024  // bytes ahead on the block stream (0: hardware prefetch only)
+// Bytes ahead on the block stream (0: hardware prefetch only). 8192: the whole-model int4 plan's Qwen2.5-1.5B step
+// 29.96 ms against 37.93 at 1024 and 32.76 at 4096 (1.27x; 12288..32768: 3% slower than 8192), the weights read at
+// ~32 GB/s; 1024 was ~40 ns ahead at ~27 GB/s, less than a DRAM access (benchmarks/quantization.py --prefetch-ab).
+#define QG_PREFETCH 8192
 #endif
 constexpr int kBlockRows = 4;  // output rows per block (the layout's and the kernel's)
 
