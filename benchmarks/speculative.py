@@ -116,6 +116,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # A method is a drafter with a draft-length policy; "<drafter>@k0" forces k = 0 (the floor: what speculation costs
     # when it never drafts).
     policies = {name: (d, spec) for name, d in drafters.items()}
+    for decay in [float(x) for x in args.decays.split(",") if x]:  # "<drafter>~d<decay>": the controller forgetting
+        policies.update({f"{name}~d{decay:g}": (make_drafter(name, target, args.target, load),  # its own costs
+                                                SpeculativeConfig(k=args.k, decay=decay)) for name in drafters})
     fixed = ([0] if args.k0 else []) + [int(k) for k in args.fixed_k.split(",") if k]
     for k in fixed:  # "<drafter>@k<k>": a fixed draft length (k = 0: what speculation costs when it never drafts)
         policies.update({f"{name}@k{k}": (d, SpeculativeConfig(k=k, adaptive=False)) for name, d in drafters.items()})
@@ -206,6 +209,8 @@ def main() -> None:
     p.add_argument("--sets", default="grounded,open", help="prompt sets to run (grounded, open)")
     p.add_argument("--k0", action="store_true", help="also run each drafter forced to k = 0 (the speculation floor)")
     p.add_argument("--fixed-k", default="", help="also run each drafter at these fixed draft lengths, e.g. 2,3")
+    p.add_argument("--decays", default="",
+                   help="also run each drafter (a fresh copy) with these acceptance-rate decays, e.g. 0.9,0.95")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     args.target = args.target or ("qwen2.5-1.5b" if args.large else "smollm2-135m")

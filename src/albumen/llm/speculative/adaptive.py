@@ -48,7 +48,7 @@ class SpeculativeConfig:
     adaptive: bool = True
     prior_rate: float = 0.6  # acceptance rate assumed before any evidence
     prior_weight: float = 2.0  # how many drafted tokens that prior is worth
-    decay: float = 0.8  # per target step: older evidence fades
+    decay: float = 0.9  # per target step: older evidence fades (0.8 measured 1.14x vs 1.32x for lookup+head, grounded)
     verify_cost: float = 0.03  # prior: extra target cost per verified position, relative to one step
     draft_cost: float | None = None  # prior: None takes the drafter's own estimate
     probe_every: int = 8  # first wait at k = 0 before a k = 1 probe
