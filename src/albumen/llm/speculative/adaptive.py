@@ -4,7 +4,9 @@ With a per-token acceptance rate a, drafting k tokens yields on average E(a, k) 
 target step (the accepted prefix plus the target's own token). The controller picks the k in 0..k_max that maximises
 tokens per second, E(a, k) / (V(k) + D(k)), where V(k) is the time of one verification of a block of k + 1 positions
 (the target forward plus the acceptance rule) and D(k) the time the drafter takes to propose k tokens (its own
-bookkeeping included: index updates, cache catch-up). k = 0 is plain decoding.
+bookkeeping included: index updates, cache catch-up). k = 0 is plain decoding. The rate is kept per draft position
+too (position i: accepted given the i - 1 before it were; deeper drafts are accepted less often), each shrunk to the
+pooled rate while it has little evidence, and the controller's own choice uses E(k) = 1 + a1 + a1 a2 + ... with them.
 
 Costs are measured online: the decoding loop reports each step's draft and verify durations (``update``), timed with
 ``clock`` (default ``time.perf_counter``; tests pass a fake clock). V is an exponentially weighted mean per block size;
@@ -91,6 +93,7 @@ class StepCosts:
         self.rate: float | None = None  # the running acceptance rate where the last sequence left it
         self.probe_wait: int | None = None  # the wait between k = 1 probes where the last sequence left it
         self.resume_s: float | None = None  # draft time of a draft right after plain steps (catch-up included)
+        self.pos_rates: list[float] | None = None  # the per-position acceptance rates where the last sequence left
 
     def record(self, drafted: int, draft_s: float | None, verify_s: float | None, weight: float) -> None:
         if verify_s is not None and verify_s > 0 and drafted < len(self.verify_s):  # a coarse clock may read 0
@@ -113,6 +116,14 @@ class AdaptiveDraftLength:
         prior = self.costs.rate if self.costs.rate is not None else cfg.prior_rate
         self.accepted = prior * cfg.prior_weight
         self.tried = cfg.prior_weight
+        # Per draft position i (1..k_max): accepted given the i - 1 before it were. Deeper drafts are accepted less
+        # often (the head: 55 % at the first position, 49 % at the second); each position's rate shrinks to the
+        # pooled rate while it has little evidence.
+        self.pos_accepted = [0.0] * cfg.k_max
+        self.pos_tried = [0.0] * cfg.k_max
+        if self.costs.pos_rates is not None and len(self.costs.pos_rates) == cfg.k_max:  # where the last one left
+            self.pos_accepted = [r * cfg.prior_weight for r in self.costs.pos_rates]
+            self.pos_tried = [cfg.prior_weight] * cfg.k_max
         self.k = cfg.k
         self.probes = 0  # k = 1 probes made while at 0
         self._idle = 0
@@ -141,8 +152,15 @@ class AdaptiveDraftLength:
         examined = min(accepted + 1, drafted)  # tokens after the first rejection were never judged
         self.accepted = self.cfg.decay * self.accepted + accepted
         self.tried = self.cfg.decay * self.tried + examined
+        for i in range(len(self.pos_tried)):
+            self.pos_accepted[i] *= self.cfg.decay
+            self.pos_tried[i] *= self.cfg.decay
+            if i < examined:  # position i + 1 was judged; accepted if it is within the accepted prefix
+                self.pos_tried[i] += 1.0
+                self.pos_accepted[i] += 1.0 if i < accepted else 0.0
         if self.cfg.measure:  # carried to the next sequence with the measured costs
             self.costs.rate = self.rate
+            self.costs.pos_rates = self.position_rates()
         if self.cfg.adaptive:
             self.k = self.best_k()
             if self.k > 0:
@@ -238,8 +256,22 @@ class AdaptiveDraftLength:
         lo, hi = known[0], known[-1]
         return (verify[hi] - verify[lo]) / (hi - lo) / verify[0]
 
+    def position_rates(self) -> list[float]:
+        """The acceptance rate at each draft position 1..k_max (given the earlier ones were accepted), each shrunk
+        to the pooled rate by ``prior_weight`` tokens of it."""
+        pooled, w = self.rate, self.cfg.prior_weight
+        return [(a + pooled * w) / (t + w) for a, t in zip(self.pos_accepted, self.pos_tried)]
+
     def best_k(self) -> int:
-        return self.best_k_at(self.rate)
+        """The k maximising tokens per second with position-dependent acceptance: E(k) = 1 + a1 + a1 a2 + ..."""
+        rates = self.position_rates()
+        times = self.step_times()
+        expected, reach = [1.0], 1.0
+        for a in rates[: len(times) - 1]:
+            reach *= a
+            expected.append(expected[-1] + reach)
+        scores = [expected[k] / times[k] for k in range(len(times))]
+        return max(range(len(scores)), key=scores.__getitem__)
 
     def best_k_at(self, rate: float, draft_tok_s: float | None = None) -> int:
         """The k maximising tokens per second at acceptance ``rate``, with the measured verification times and, if
