@@ -458,7 +458,8 @@ def rows_table(shapes: tuple[tuple[int, int], ...] = ((17920, 1536), (1536, 8960
     if pairs is None or wide is None:
         return "our GEMV is not available here"
     g = torch.Generator().manual_seed(0)
-    lines = ["| weight | rows | pairs ms | one pass ms | pairs / one pass | one pass x 1 row |", "|---|---|---|---|---|---|"]
+    lines = ["| weight | rows | pairs ms | one pass ms | pairs / one pass | one pass x 1 row |",
+             "|---|---|---|---|---|---|"]
     for n, k in shapes:
         copies = max(2, min(8, (64 << 20) // (n * k)))
         ws = [quant_gemv.pack_q4(*quantize_int4(torch.randn(n, k, generator=g) * 0.02, 32, False), 32)

@@ -110,8 +110,8 @@ inline __m512 load_bf16x16(const uint16_t* p, __mmask16 mask) {  // 16 bf16 -> 1
 // noinline (block_quad too): one standalone copy per instantiation; inlined into run<>'s switch, the one-row
 // variant compiled to a loop 1.4x slower in quant_plan.cpp (Qwen2.5-1.5B token: 67 vs 50 ms for 2 rows).
 template <int MM, int MODE>
-__attribute__((noinline)) void block(const Acts& a, int64_t m0, const uint8_t* p, int64_t G, int64_t g, bool has_zero,
-                  const float* scale8, __m512i lut, float* out) {
+__attribute__((noinline)) void block(const Acts& a, int64_t m0, const uint8_t* p, int64_t G, int64_t g,
+                                     bool has_zero, const float* scale8, __m512i lut, float* out) {
   constexpr int R = kBlockRows;
   __m512 acc[MM][R];
   for (int m = 0; m < MM; ++m)
@@ -187,8 +187,8 @@ __attribute__((noinline)) void block(const Acts& a, int64_t m0, const uint8_t* p
 // they live in L1 (updated once per chunk). Per (activation row, output row) the arithmetic is block<>'s, in the
 // same order, so the results are identical.
 template <int MM, int MODE>
-__attribute__((noinline)) void block_quad(const Acts& a, int64_t m0, const uint8_t* p, int64_t G, int64_t g, bool has_zero,
-                       const float* scale8, __m512i lut, float* out) {
+__attribute__((noinline)) void block_quad(const Acts& a, int64_t m0, const uint8_t* p, int64_t G, int64_t g,
+                                          bool has_zero, const float* scale8, __m512i lut, float* out) {
   constexpr int R = kBlockRows;
   alignas(64) float acc[MM][R][kLanes];
   for (int m = 0; m < MM; ++m)
