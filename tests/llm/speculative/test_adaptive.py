@@ -257,3 +257,22 @@ def test_acceptance_is_tracked_per_draft_position() -> None:
     assert rates[0] > 0.9 and rates[1] < 0.3  # shrunk towards the pooled rate (mostly 1-token drafts: 0.67)
     assert ctl.k == 1
     assert ctl.best_k_at(ctl.rate) >= 2  # the pooled rate alone would draft longer
+
+
+def test_an_accepted_probe_keeps_the_wait_where_drafting_could_pay() -> None:
+    """A borderline drafter whose running rate dipped: its accepted probes do not double the wait (cheap blocks), so
+    it gets its chances back; rejected probes still do."""
+    ctl = AdaptiveDraftLength(SpeculativeConfig(k=1, measure=False), draft_cost=0.2)
+    for _ in range(40):
+        k = ctl.next_k()
+        ctl.update(k, 0)  # everything rejected: down to k = 0, probes backing off
+    assert ctl.k == 0
+    waits = []
+    for _ in range(200):
+        k = ctl.next_k()
+        ctl.update(k, k)  # a probe is accepted ...
+        if k:
+            waits.append(ctl._wait)
+            if ctl.k:  # ... until drafting comes back
+                break
+    assert waits and all(w == waits[0] for w in waits)  # never doubled by an accepted probe

@@ -21,9 +21,10 @@ new sequence starts from that rate (as a prior worth ``prior_weight`` tokens) at
 measurement the prior relative costs are used (c: ``draft_cost`` or the drafter's own estimate, v: ``verify_cost``,
 both relative to one target step).
 
-While at k = 0 the controller probes with k = 1 after ``probe_every`` steps; each probe that does not bring drafting
-back (rejected, or accepted but still not worth its cost, e.g. when a block of 2 rows costs 2 plain steps) doubles
-the wait (8, 16, 32, ... up to ``probe_max``), and the wait is carried to the next sequence with the costs, so a
+While at k = 0 the controller probes with k = 1 after ``probe_every`` steps; each rejected probe that does not bring
+drafting back doubles the wait (an accepted one keeps it where a 1-token draft could pay at all: a borderline drafter
+whose running rate dipped gets its chances back; where a 2-row block costs two plain steps even accepted probes back
+off) (8, 16, 32, ... up to ``probe_max``), and the wait is carried to the next sequence with the costs, so a
 useless drafter costs almost nothing. A probe's cost is measured too (its draft time, a draft model's catch-up on the
 plain steps included, plus the extra verification time); the wait is at least long enough for probes to cost no more
 than ``probe_budget`` of the plain steps' time (a 0.5B draft model catching up on 16 tokens costs several plain steps).
@@ -165,10 +166,16 @@ class AdaptiveDraftLength:
             self.k = self.best_k()
             if self.k > 0:
                 self._wait = self.cfg.probe_every
-            elif probing:  # a probe that did not bring drafting back makes the next one wait twice as long
-                self._wait = min(2 * self._wait, self.cfg.probe_max)
+            elif probing and (accepted == 0 or not self._one_token_can_pay()):  # the next probe waits twice as
+                self._wait = min(2 * self._wait, self.cfg.probe_max)  # long; an accepted one that could pay keeps it
             if self.cfg.measure:
                 self.costs.probe_wait = self._wait
+
+    def _one_token_can_pay(self) -> bool:
+        """Would a 1-token draft pay if it were always accepted (2 tokens in one step's time)? Not when a 2-row block
+        costs two plain steps: then even accepted probes only cost."""
+        times = self.step_times()
+        return 2.0 / times[1] > 1.0 / times[0]
 
     def next_k(self) -> int:
         """The draft length for the next step (a k = 1 probe now and then while at 0)."""
