@@ -15,24 +15,13 @@ from .conftest import OracleDrafter, plain_tokens
 CFG = SamplingConfig(max_new_tokens=40, ignore_eos=True)
 
 
-class _Wrong:
+class _Wrong(OracleDrafter):
     """Always proposes a token the target never picks next (its continuation shifted by one id)."""
 
     name = "wrong"
-    cost = 0.0
-
-    def __init__(self, continuation: list[int], prompt_len: int) -> None:
-        self.full, self.prompt_len = continuation, prompt_len
-
-    def start(self, target, prompt_ids, max_seq_len) -> None:  # noqa: ANN001
-        pass
-
-    def finish(self) -> None:
-        pass
 
     def propose(self, tokens, k, cfg, generator) -> Draft:  # noqa: ANN001
-        done = len(tokens) - self.prompt_len
-        return Draft([(t + 1) % 260 for t in self.full[done:done + k]])
+        return Draft([(t + 1) % 260 for t in super().propose(tokens, k, cfg, generator).tokens])
 
 
 class _Sometimes(OracleDrafter):

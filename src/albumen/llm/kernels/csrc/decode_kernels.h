@@ -3,6 +3,7 @@
 //   rms_norm_rows   weight * (x.float() * rsqrt(mean(x^2) + eps)).to(dtype), HF's order of casts
 //   attend_one_head softmax(q k^T / sqrt(hd)) v for one query head over S cached rows, softmax in fp32
 //   rope_row        x * cos + rotate_half(x) * sin for one row (HF's "halves" layout)
+//   argmax_of       the greedy pick over one row of logits, as torch.argmax
 // Compile with -ffp-contract=off (as decode_ops.py does): the rounding of each product must not depend on inlining.
 #pragma once
 #include <c10/util/BFloat16.h>
@@ -165,6 +166,23 @@ __attribute__((noipa)) void rope_row(const T* xr, int64_t xs, const T* c, const 
     const T r = static_cast<T>(static_cast<T>(rot) * static_cast<float>(s[i]));
     o[i] = static_cast<T>(static_cast<float>(a) + static_cast<float>(r));
   }
+}
+
+// The first index of the maximum of l[0..n), NaN counting as the maximum (as torch.argmax).
+template <typename T>
+int64_t argmax_of(const T* l, int64_t n) {
+  int64_t best = 0;
+  float bv = static_cast<float>(l[0]);
+  if (std::isnan(bv)) return 0;
+  for (int64_t i = 1; i < n; ++i) {
+    const float v = static_cast<float>(l[i]);
+    if (std::isnan(v)) return i;
+    if (v > bv) {
+      bv = v;
+      best = i;
+    }
+  }
+  return best;
 }
 
 }  // namespace albumen_decode

@@ -338,24 +338,8 @@ class DecodePlan {
   }
 
   int64_t argmax_row(int64_t m) const {
-    if (dt_ == at::kFloat) return argmax_of(logits_.data_ptr<float>() + m * V_);
-    return argmax_of(logits_.data_ptr<c10::BFloat16>() + m * V_);
-  }
-
-  template <typename T>
-  int64_t argmax_of(const T* l) const {
-    int64_t best = 0;
-    float bv = static_cast<float>(l[0]);
-    if (std::isnan(bv)) return 0;
-    for (int64_t i = 1; i < V_; ++i) {
-      const float v = static_cast<float>(l[i]);
-      if (std::isnan(v)) return i;
-      if (v > bv) {
-        bv = v;
-        best = i;
-      }
-    }
-    return best;
+    if (dt_ == at::kFloat) return argmax_of(logits_.data_ptr<float>() + m * V_, V_);
+    return argmax_of(logits_.data_ptr<c10::BFloat16>() + m * V_, V_);
   }
 
   template <typename T>

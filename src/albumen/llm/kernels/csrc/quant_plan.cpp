@@ -272,21 +272,8 @@ class QuantDecodePlan {
   }
 
   int64_t argmax_row(int64_t m) const {
-    int64_t best = 0;
-    float bv = -INFINITY;
-    auto scan = [&](auto* l) {
-      for (int64_t i = 0; i < V_; ++i) {
-        const float v = static_cast<float>(l[i]);
-        if (std::isnan(v)) return i;
-        if (v > bv) {
-          bv = v;
-          best = i;
-        }
-      }
-      return best;
-    };
-    if (dt_ == at::kFloat) return scan(logits_.data_ptr<float>() + m * V_);
-    return scan(logits_.data_ptr<c10::BFloat16>() + m * V_);
+    if (dt_ == at::kFloat) return albumen_decode::argmax_of(logits_.data_ptr<float>() + m * V_, V_);
+    return albumen_decode::argmax_of(logits_.data_ptr<c10::BFloat16>() + m * V_, V_);
   }
 
   void forward(const std::vector<int64_t>& tokens, int64_t pos, torch::Tensor& out) {
