@@ -224,6 +224,7 @@ def speculative_decode(
                 if k <= 0:  # plain step: exactly what plain decoding runs, no drafter and no block bookkeeping
                     t_verify = t_draft
                     draft = _NO_DRAFT
+                    on_plan = plan is not None
                     n, token = 0, _plain_step(target, plan, tokens, pos, cfg, gen)
                 else:
                     draft = drafter.propose(tokens, k, cfg, gen)
@@ -231,13 +232,14 @@ def speculative_decode(
                     cap = min(spec.k_max, cfg.max_new_tokens - stats.new_tokens - 1)
                     draft = Draft(draft.tokens[:cap], None if draft.probs is None else draft.probs[:cap])
                     t_verify = clock()
-                    if blocks and len(draft.tokens) < _PLAN_MAX_ROWS:
+                    on_plan = blocks and len(draft.tokens) < _PLAN_MAX_ROWS
+                    if on_plan:
                         n, token = _plan_block(plan, draft, tokens, pos, cfg, gen)
                     else:
                         block = torch.tensor([[tokens[-1], *draft.tokens]])  # (1, k+1)
                         logits = target(block, torch.arange(pos, pos + block.shape[1]))[0]  # (k+1, V)
                         n, token = _verify(draft, logits, cfg, tokens, gen)
-                if observe is not None and not released:
+                if observe is not None and not released and on_plan:
                     observe(pos, plan.features())  # (k+1, D): the hidden states of the rows just scored
                 t_done = clock()
                 stats.draft_s += t_verify - t_draft
