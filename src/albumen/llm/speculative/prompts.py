@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 __all__ = ["grounded_prompts", "open_prompts", "render_record"]
 
-Split = Literal["train", "bench"]
+Split = Literal["train", "bench", "train-extra"]
 
 _GROUNDED = (
     "Write a short, warm memory story (4-6 sentences) about this photo collection. Mention the people, the place and "
@@ -61,6 +61,32 @@ _TOPICS_TRAIN = (
     "a mountain pass", "a surprise visit", "a local library", "how to plan a trip", "the first day of spring",
     "a bike ride by the sea", "a quiet morning coffee", "a castle ruin", "an afternoon at the museum",
 )
+_TOPICS_TRAIN_EXTRA = (  # a third round of open-ended head data ("train-extra"): none shared with the other lists
+    "a farmers' market in spring", "how airplanes fly", "a rainy bus ride", "a treehouse", "learning a new language",
+    "a sunset over the harbour", "how glaciers move", "a midnight snack", "a broken bicycle", "an old clock tower",
+    "a school play", "how the heart works", "a foggy morning", "a pottery class", "a lemonade stand",
+    "a walk in the snow", "how recycling plants work", "a jigsaw puzzle", "a marathon runner's last mile",
+    "a tiny apartment", "how to care for a houseplant", "a thunderstorm at sea", "a vintage car", "a paper airplane",
+    "a summer job", "how coffee is made", "a crowded train station", "a quiet beach in winter", "a board game night",
+    "a letter from a friend", "how earthquakes happen", "a bakery at dawn", "an owl in the forest", "a tennis match",
+    "a city park in autumn", "how solar panels work", "a birthday cake disaster", "a cottage by the sea",
+    "a science museum", "a school reunion", "how fireflies glow", "a long walk home", "a windy day",
+    "a camping stove", "a music festival", "how to make friends", "a mountain lake", "a snow day",
+    "a new pair of shoes", "how tea is grown", "a photo booth", "a lost wallet", "an evening in Venice",
+    "the first cup of coffee", "a storm over the fields", "how wind turbines work", "a fox in the garden",
+    "a dance class", "a roadside diner", "a rainy weekend", "how ships float", "a hedgehog", "a vegetable soup",
+    "a quiet village square", "a first concert", "how the seasons change", "a picnic blanket", "a sailing lesson",
+    "a pumpkin patch", "a walk through a vineyard", "how memory works", "a postcard from Rome", "a kitchen garden",
+    "a snowman", "a birdwatching trip", "how volcanic islands form", "a tram ride", "a cozy reading nook",
+    "a lost glove", "a family photo album", "how sound travels", "a fishing trip with dad", "a lighthouse in a storm",
+    "a bonfire on the beach", "an art gallery", "how maps are made today", "a mountain sunrise", "a cat burglar",
+    "a homemade pizza", "a flea market", "how the internet works", "a garden party", "a canoe trip",
+    "a winter market", "a bus stop in the rain", "how seeds sprout", "a street food stall", "a first job interview",
+    "a kayak on a calm lake", "a costume party", "how stars are born", "a field of sunflowers", "a bakery queue",
+    "an old typewriter", "a night train", "how batteries work", "a hidden beach", "a wildflower meadow",
+    "a city rooftop", "a lazy Sunday", "how penguins survive the cold", "a scrapbook", "a duck pond",
+    "a school trip to the coast", "a quiet hotel lobby", "how ice skates glide", "a family road trip",
+)
 _TOPICS_BENCH = (
     "a walk along the river", "a grandmother's recipe", "the northern lights", "building a sandcastle",
     "a sleepy cat", "how bicycles stay upright", "a summer festival", "an old photograph",
@@ -95,9 +121,9 @@ def grounded_prompts(facts_path: str | Path, n: int, split: Split = "train", see
 
 
 def open_prompts(n: int, split: Split = "train", seed: int = 0) -> list[str]:
-    """``n`` open-ended requests (topics differ between splits)."""
-    topics = _TOPICS_TRAIN if split == "train" else _TOPICS_BENCH
-    templates = _OPEN_TEMPLATES + _OPEN_TEMPLATES_TRAIN_ONLY if split == "train" else _OPEN_TEMPLATES
+    """``n`` open-ended requests (topics differ between splits; "train-extra": more training topics)."""
+    topics = {"train": _TOPICS_TRAIN, "train-extra": _TOPICS_TRAIN_EXTRA}.get(split, _TOPICS_BENCH)
+    templates = _OPEN_TEMPLATES if split == "bench" else _OPEN_TEMPLATES + _OPEN_TEMPLATES_TRAIN_ONLY
     pairs = [(t, tpl) for t in topics for tpl in templates]
     random.Random(seed).shuffle(pairs)
     return [tpl.format(t=t) for t, tpl in (pairs * (n // len(pairs) + 1))[:n]]

@@ -89,8 +89,8 @@ def batched_greedy(
     return [(r, feats[i, : len(r) - 1].clone()) for i, r in enumerate(rows)]
 
 
-def _prompt_set(facts: Path, n_grounded: int, n_open: int) -> list[str]:
-    return grounded_prompts(facts, n_grounded, "train") + open_prompts(n_open, "train")
+def _prompt_set(facts: Path, n_grounded: int, n_open: int, open_split: str = "train") -> list[str]:
+    return grounded_prompts(facts, n_grounded, "train") + open_prompts(n_open, open_split)  # type: ignore[arg-type]
 
 
 def generate_data(
@@ -333,6 +333,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--facts", default="assets/titles/facts.jsonl")
     p.add_argument("--grounded", type=int, default=640)
     p.add_argument("--open", type=int, default=320)
+    p.add_argument("--open-split", choices=["train", "train-extra"], default="train",
+                   help="topics of the open-ended prompts (train-extra: a further list, for more data)")
     p.add_argument("--data-dir", default=DEFAULT_DATA)
     p.add_argument("--out", default=DEFAULT_OUT)
     p.add_argument("--minutes", type=float, default=8.0)
@@ -350,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     target, tok = load_model(args.target)
     data_dir = Path(args.data_dir)
     if args.stage == "data":
-        prompts = _prompt_set(Path(args.facts), args.grounded, args.open)
+        prompts = _prompt_set(Path(args.facts), args.grounded, args.open, args.open_split)
         summary = generate_data(target, tok, prompts, data_dir, args.minutes, args.batch_size, args.max_new_tokens,
                                 log=lambda line: print(line, flush=True))
         print(json.dumps(summary))
