@@ -9,7 +9,8 @@ Default: SmolLM2-135M (fp32) as the target, drafters ``lookup`` and ``head`` (th
 target and draft (batch-invariant kernels, see speculative/invariance.py), ``--draft-quant`` only the draft (e.g. a
 bf16 target verifying an int4 draft); ``--llama-cpp`` adds llama.cpp's plain decoding of the same GGUF as a peer.
 ``--k0`` adds each drafter forced to k = 0 (the floor), ``--fixed-k 2,3`` each drafter at fixed draft lengths (no
-controller), ``--sets`` picks the prompt sets (to split long runs).
+controller), ``--sets`` picks the prompt sets (to split long runs), ``--head-ab modules,bfloat16`` adds each head
+drafter with its draft step as module calls (the C++ ``HeadPlan`` off) or with another compute dtype: A/Bs.
 
 Greedy decoding (so outputs must be token-identical: checked and reported). For every prompt the methods run in a
 rotating order (plain, drafter 1, drafter 2, then drafter 1, drafter 2, plain, ...), ``--repeats`` times; a method's
@@ -119,6 +120,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for decay in [float(x) for x in args.decays.split(",") if x]:  # "<drafter>~d<decay>": the controller forgetting
         policies.update({f"{name}~d{decay:g}": (make_drafter(name, target, args.target, load),  # its own costs
                                                 SpeculativeConfig(k=args.k, decay=decay)) for name in drafters})
+    for variant in [v for v in args.head_ab.split(",") if v]:  # "<drafter>~<variant>": the head run another way
+        for name in [n for n in drafters if "head" in n]:
+            d = make_drafter(name, target, args.target, load)
+            for member in getattr(d, "drafters", [d]):
+                if hasattr(member, "use_plan"):
+                    if variant == "modules":  # the draft step as Python module calls, not one C++ call (HeadPlan)
+                        member.use_plan = False
+                    else:  # a compute dtype for the head, e.g. bfloat16 on an fp32 target
+                        member.dtype = getattr(torch, variant)
+            policies[f"{name}~{variant}"] = (d, spec)
     fixed = ([0] if args.k0 else []) + [int(k) for k in args.fixed_k.split(",") if k]
     for k in fixed:  # "<drafter>@k<k>": a fixed draft length (k = 0: what speculation costs when it never drafts)
         policies.update({f"{name}@k{k}": (d, SpeculativeConfig(k=k, adaptive=False)) for name, d in drafters.items()})
@@ -209,6 +220,9 @@ def main() -> None:
     p.add_argument("--sets", default="grounded,open", help="prompt sets to run (grounded, open)")
     p.add_argument("--k0", action="store_true", help="also run each drafter forced to k = 0 (the speculation floor)")
     p.add_argument("--fixed-k", default="", help="also run each drafter at these fixed draft lengths, e.g. 2,3")
+    p.add_argument("--head-ab", default="",
+                   help="also run each head drafter as variants: modules (its draft step as module calls, not the "
+                        "C++ HeadPlan), or a dtype for the head (bfloat16, float32); comma-separated")
     p.add_argument("--decays", default="",
                    help="also run each drafter (a fresh copy) with these acceptance-rate decays, e.g. 0.9,0.95")
     p.add_argument("--json", type=Path, default=None)

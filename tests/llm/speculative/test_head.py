@@ -180,3 +180,57 @@ def test_chain_hands_features_to_its_head() -> None:
         hooks.append(len(target.model.layers[-1]._forward_hooks))
     assert got == plain_tokens(target, prompt, cfg)
     assert set(hooks) == {0} and stats.drafted > 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("prompt_len", [6, 21])
+def test_head_plan_drafts_as_the_module_path(dtype: torch.dtype, prompt_len: int) -> None:
+    """The C++ draft step (``HeadPlan``: catch-up rows in blocks of 8, then k single steps) gives the module path's
+    drafts at every step of a sequence with rollbacks, in fp32 and bf16, for short and long catch-ups."""
+    from albumen.llm.model import use_decode_kernels
+
+    target = tiny_model(seed=5)
+    target.setup_caches(1, 128)
+    use_decode_kernels(target)
+    vocab = torch.tensor([0, 1, 2] + list(range(7, 260, 3)))
+    gen = torch.Generator().manual_seed(prompt_len)
+    tokens = torch.randint(3, 250, (prompt_len,), generator=gen).tolist()
+    cfg = SamplingConfig(max_new_tokens=8, ignore_eos=True)
+    drafters = [HeadDrafter(random_head(target, 1, vocab), dtype=dtype, plan=plan) for plan in (True, False)]
+    with torch.inference_mode():
+        for d in drafters:
+            d.start(target, tokens, 128)
+        target(torch.tensor([tokens]), torch.arange(len(tokens)))  # both hooks capture the prompt's features
+        assert drafters[0]._plan is not None and drafters[1]._plan is None
+        for step in range(12):
+            k = 1 + step % 4
+            drafts = [d.propose(tokens, k, cfg, None).tokens for d in drafters]
+            assert drafts[0] == drafts[1] and len(drafts[0]) == k and all(t in vocab for t in drafts[0])
+            keep = step % 3  # accept a prefix, then a token of the "target"'s own: rolls the head's cache back
+            new = drafts[0][:keep] + [int(torch.randint(3, 250, (1,), generator=gen))]
+            pos = len(tokens) - 1
+            target(torch.tensor([[tokens[-1]] + new[:-1]]), torch.arange(pos, pos + len(new)))  # features via hooks
+            tokens = tokens + new
+        for d in drafters:
+            d.finish()
+
+
+def test_head_plan_refuses_bad_input() -> None:
+    from albumen.llm.model import use_decode_kernels
+
+    target = tiny_model(seed=5)
+    target.setup_caches(1, 64)
+    use_decode_kernels(target)
+    drafter = HeadDrafter(random_head(target, 1))
+    drafter.start(target, [3, 4, 5], 64)
+    plan = drafter._plan
+    assert plan is not None
+    dim = target.args.dim
+    with pytest.raises(RuntimeError, match="feats must be"):
+        plan.draft([4, 5], torch.zeros(3, dim), 0, 2)
+    with pytest.raises(RuntimeError, match="beyond the cache"):
+        plan.draft([4, 5], torch.zeros(2, dim), 62, 2)
+    with pytest.raises(RuntimeError, match="out of range"):
+        plan.draft([4, 10**6], torch.zeros(2, dim), 0, 1)
+    assert len(plan.draft([4, 5], torch.zeros(2, dim), 0, 3)) == 3
+    drafter.finish()

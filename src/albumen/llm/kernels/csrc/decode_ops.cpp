@@ -7,6 +7,7 @@
 //                                   the ~25 Python module calls per layer that dominate small models
 //   DecodePlan(...)               = the whole model step for one token (embedding, every layer, norm, head; logits or
 //                                   the greedy token) in one call with preallocated buffers (batch 1)
+//   HeadPlan(...)                 = a draft head's greedy draft (catch-up rows, then k tokens) in one call
 // fp32 or bf16 tensors; arithmetic in fp32. Measured on SmolLM2 decode: ~60 small ATen ops per layer become 3 calls.
 #include "dense_kernels.h"
 #include "decode_kernels.h"
@@ -313,7 +314,7 @@ class DecodePlan {
 
   int64_t max_positions() const { return S_; }
 
- private:
+ protected:
   void check(const torch::Tensor& t, std::vector<int64_t> shape, const char* what) const {
     TORCH_CHECK(t.sizes().vec() == shape, "DecodePlan: ", what, " has shape ", t.sizes(), ", expected ", shape);
     TORCH_CHECK(t.scalar_type() == dt_ && t.is_contiguous() && t.device().is_cpu(), "DecodePlan: ", what,
@@ -351,54 +352,61 @@ class DecodePlan {
   // attention, SiLU and the adds row by row; the products over all M rows at once, which is row-invariant).
   template <typename T>
   void step(const int64_t* tokens, int64_t M, int64_t pos, T* out) {
+    const int64_t D = D_;
+    T *x = x_.data_ptr<T>(), *n = n_.data_ptr<T>();
+    rows_ = M;
+    for (int64_t m = 0; m < M; ++m)
+      std::memcpy(x + m * D, embed_.data_ptr<T>() + tokens[m] * D, D * sizeof(T));  // (M, D)
+    for (auto& l : layers_) layer_rows<T>(l, M, pos);
+    rms_norm_rows<T>(x, norm_.data_ptr<T>(), n, M, D, eps_);
+    gemm_rows<T>(n, head_.data_ptr<T>(), nullptr, out, M, V_, D);  // (M, V)
+  }
+
+  // One decoder layer over the M rows in x_ at positions pos .. pos+M-1, in place (x_ <- the layer's output); writes
+  // the rows' keys and values into the layer's caches.
+  template <typename T>
+  void layer_rows(const std::vector<torch::Tensor>& l, int64_t M, int64_t pos) {
     const int64_t D = D_, hd = hd_, F = F_, S = S_, nq = nh_ * hd_, nk = nkv_ * hd_, groups = nh_ / nkv_;
     T *x = x_.data_ptr<T>(), *n = n_.data_ptr<T>(), *o = o_.data_ptr<T>(), *q = q_.data_ptr<T>();
     T *qr = qr_.data_ptr<T>(), *att = att_.data_ptr<T>(), *k = k_.data_ptr<T>(), *v = v_.data_ptr<T>();
     T *g = g_.data_ptr<T>(), *u = u_.data_ptr<T>(), *act = act_.data_ptr<T>();
-    rows_ = M;
-    for (int64_t m = 0; m < M; ++m)
-      std::memcpy(x + m * D, embed_.data_ptr<T>() + tokens[m] * D, D * sizeof(T));  // (M, D)
-    for (auto& l : layers_) {
-      rms_norm_rows<T>(x, l[0].data_ptr<T>(), n, M, D, eps_);
-      gemm_rows<T>(n, l[2].data_ptr<T>(), ptr_or_null<T>(l[3]), q, M, nq, D);  // (M, nh*hd)
-      gemm_rows<T>(n, l[4].data_ptr<T>(), ptr_or_null<T>(l[5]), k, M, nk, D);  // (M, nkv*hd)
-      gemm_rows<T>(n, l[6].data_ptr<T>(), ptr_or_null<T>(l[7]), v, M, nk, D);
-      T* kc = l[12].data_ptr<T>();  // (B, nkv, S, hd): sequence 0
-      T* vc = l[13].data_ptr<T>();
-      for (int64_t m = 0; m < M; ++m) {  // this row's key (rotated) and value go into the cache at its position
-        const T* c = cos_.data_ptr<T>() + (pos + m) * hd;
-        const T* s = sin_.data_ptr<T>() + (pos + m) * hd;
-        for (int64_t j = 0; j < nkv_; ++j) {
-          rope_row<T>(k + m * nk + j * hd, 1, c, s, kc + (j * S + pos + m) * hd, hd);
-          std::memcpy(vc + (j * S + pos + m) * hd, v + m * nk + j * hd, hd * sizeof(T));
-        }
+    rms_norm_rows<T>(x, l[0].data_ptr<T>(), n, M, D, eps_);
+    gemm_rows<T>(n, l[2].data_ptr<T>(), ptr_or_null<T>(l[3]), q, M, nq, D);  // (M, nh*hd)
+    gemm_rows<T>(n, l[4].data_ptr<T>(), ptr_or_null<T>(l[5]), k, M, nk, D);  // (M, nkv*hd)
+    gemm_rows<T>(n, l[6].data_ptr<T>(), ptr_or_null<T>(l[7]), v, M, nk, D);
+    T* kc = l[12].data_ptr<T>();  // (B, nkv, S, hd): sequence 0
+    T* vc = l[13].data_ptr<T>();
+    for (int64_t m = 0; m < M; ++m) {  // this row's key (rotated) and value go into the cache at its position
+      const T* c = cos_.data_ptr<T>() + (pos + m) * hd;
+      const T* s = sin_.data_ptr<T>() + (pos + m) * hd;
+      for (int64_t j = 0; j < nkv_; ++j) {
+        rope_row<T>(k + m * nk + j * hd, 1, c, s, kc + (j * S + pos + m) * hd, hd);
+        std::memcpy(vc + (j * S + pos + m) * hd, v + m * nk + j * hd, hd * sizeof(T));
       }
-      for (int64_t m = 0; m < M; ++m) {  // causal: row m attends to positions 0 .. pos+m
-        const T* c = cos_.data_ptr<T>() + (pos + m) * hd;
-        const T* s = sin_.data_ptr<T>() + (pos + m) * hd;
-        for (int64_t h = 0; h < nh_; ++h) rope_row<T>(q + m * nq + h * hd, 1, c, s, qr + h * hd, hd);
-        for (int64_t h = 0; h < nh_; ++h) {
-          const int64_t j = h / groups;
-          attend_one_head<T>(qr + h * hd, kc + j * S * hd, vc + j * S * hd, hd, hd, pos + m + 1, hd, qf_.data(),
-                             scores_.data(), acc_.data(), att + m * nq + h * hd);
-        }
-      }
-      gemm_rows<T>(att, l[8].data_ptr<T>(), nullptr, o, M, D, nq);
-      add_into<T>(x, o, M * D);  // h = x + attention
-      rms_norm_rows<T>(x, l[1].data_ptr<T>(), n, M, D, eps_);
-      gemm_rows<T>(n, l[9].data_ptr<T>(), nullptr, g, M, F, D);
-      gemm_rows<T>(n, l[10].data_ptr<T>(), nullptr, u, M, F, D);
-      for (int64_t m = 0; m < M; ++m) {  // ATen's SiLU, one row per call (as the module path): equal bit for bit
-        auto act_row = act_[m];
-        at::silu_out(act_row, g_[m]);
-      }
-      for (int64_t i = 0; i < M * F; ++i)
-        act[i] = static_cast<T>(static_cast<float>(act[i]) * static_cast<float>(u[i]));
-      gemm_rows<T>(act, l[11].data_ptr<T>(), nullptr, o, M, D, F);
-      add_into<T>(x, o, M * D);  // x = h + mlp
     }
-    rms_norm_rows<T>(x, norm_.data_ptr<T>(), n, M, D, eps_);
-    gemm_rows<T>(n, head_.data_ptr<T>(), nullptr, out, M, V_, D);  // (M, V)
+    for (int64_t m = 0; m < M; ++m) {  // causal: row m attends to positions 0 .. pos+m
+      const T* c = cos_.data_ptr<T>() + (pos + m) * hd;
+      const T* s = sin_.data_ptr<T>() + (pos + m) * hd;
+      for (int64_t h = 0; h < nh_; ++h) rope_row<T>(q + m * nq + h * hd, 1, c, s, qr + h * hd, hd);
+      for (int64_t h = 0; h < nh_; ++h) {
+        const int64_t j = h / groups;
+        attend_one_head<T>(qr + h * hd, kc + j * S * hd, vc + j * S * hd, hd, hd, pos + m + 1, hd, qf_.data(),
+                           scores_.data(), acc_.data(), att + m * nq + h * hd);
+      }
+    }
+    gemm_rows<T>(att, l[8].data_ptr<T>(), nullptr, o, M, D, nq);
+    add_into<T>(x, o, M * D);  // h = x + attention
+    rms_norm_rows<T>(x, l[1].data_ptr<T>(), n, M, D, eps_);
+    gemm_rows<T>(n, l[9].data_ptr<T>(), nullptr, g, M, F, D);
+    gemm_rows<T>(n, l[10].data_ptr<T>(), nullptr, u, M, F, D);
+    for (int64_t m = 0; m < M; ++m) {  // ATen's SiLU, one row per call (as the module path): equal bit for bit
+      auto act_row = act_[m];
+      at::silu_out(act_row, g_[m]);
+    }
+    for (int64_t i = 0; i < M * F; ++i)
+      act[i] = static_cast<T>(static_cast<float>(act[i]) * static_cast<float>(u[i]));
+    gemm_rows<T>(act, l[11].data_ptr<T>(), nullptr, o, M, D, F);
+    add_into<T>(x, o, M * D);  // x = h + mlp
   }
 
   torch::Tensor embed_;
@@ -410,6 +418,92 @@ class DecodePlan {
   torch::Tensor x_, n_, o_, q_, qr_, att_, k_, v_, g_, u_, act_, logits_;
   int64_t rows_ = 0;  // rows of the last call (features())
   std::vector<float> scores_, qf_, acc_;
+};
+
+// The greedy draft step of an EAGLE-style draft head (speculative/drafters/head.py) in one call: x = fc(cat(embed(t),
+// f)) -> one decoder layer (its own cache) -> the predicted next feature, whose argmax over the restricted LM head
+// (`lm`, rows = `vocab` ids of the target) is the drafted token. The same kernels and order as the head's module path
+// with the fused layer, so the same tokens. The layer is DecodePlan's (one layer, no final norm); `embed` is the
+// target's embedding, shared. Greedy only (sampled drafts need q, and run as modules).
+class HeadPlan : public DecodePlan {
+ public:
+  HeadPlan(torch::Tensor embed, std::vector<torch::Tensor> layer, torch::Tensor fc_w, torch::Tensor fc_b,
+           torch::Tensor lm, torch::Tensor vocab, torch::Tensor cos, torch::Tensor sin, double eps, int64_t n_heads,
+           int64_t n_kv)
+      : DecodePlan(embed, {std::move(layer)}, unit_norm(embed), lm, cos, sin, eps, n_heads, n_kv),
+        fc_w_(std::move(fc_w)), fc_b_(std::move(fc_b)), vocab_(std::move(vocab)) {
+    check(fc_w_, {D_, 2 * D_}, "fc weight");
+    check(fc_b_, {D_}, "fc bias");
+    TORCH_CHECK(vocab_.scalar_type() == at::kLong && vocab_.dim() == 1 && vocab_.size(0) == V_ &&
+                    vocab_.is_contiguous(), "HeadPlan: vocab must be (", V_, ",) int64, one id per LM head row");
+    const int64_t* ids = vocab_.data_ptr<int64_t>();
+    for (int64_t i = 0; i < V_; ++i)
+      TORCH_CHECK(ids[i] >= 0 && ids[i] < embed_.size(0), "HeadPlan: vocab id ", ids[i], " out of range");
+    cat_ = torch::empty({albumen_dense::kMaxRows, 2 * D_}, embed_.options());
+  }
+
+  // Catch up on T (>= 1) verified positions pos .. pos+T-1 (row j: the token after position pos+j and the target's
+  // feature at pos+j; feats (T, D)), then draft k >= 1 tokens greedily; returns the k target ids. Writes the head's
+  // cache at pos .. pos+T+k-2.
+  std::vector<int64_t> draft(const std::vector<int64_t>& next_tokens, const torch::Tensor& feats, int64_t pos,
+                             int64_t k) {
+    const int64_t T = static_cast<int64_t>(next_tokens.size());
+    TORCH_CHECK(T >= 1 && k >= 1, "HeadPlan: at least one verified position and one draft token");
+    TORCH_CHECK(feats.dim() == 2 && feats.size(0) == T && feats.size(1) == D_ && feats.scalar_type() == dt_ &&
+                    feats.is_contiguous(), "HeadPlan: feats must be (", T, ", ", D_, ") contiguous, the head's dtype");
+    TORCH_CHECK(pos >= 0 && pos + T + k - 1 <= S_, "HeadPlan: positions ", pos, "..", pos + T + k - 2,
+                " are beyond the cache (", S_, " positions)");
+    for (int64_t t : next_tokens)
+      TORCH_CHECK(t >= 0 && t < embed_.size(0), "HeadPlan: token ", t, " out of range");
+    if (dt_ == at::kFloat) return run_draft<float>(next_tokens, feats.data_ptr<float>(), pos, k);
+    return run_draft<c10::BFloat16>(next_tokens, feats.data_ptr<c10::BFloat16>(), pos, k);
+  }
+
+ private:
+  static torch::Tensor unit_norm(const torch::Tensor& embed) {  // the base's final norm (unused by the head)
+    TORCH_CHECK(embed.dim() == 2, "HeadPlan: the embedding must be (V, D)");
+    return torch::ones({embed.size(1)}, embed.options());
+  }
+
+  // x_ rows 0..M-1 = fc(cat(embed(tokens[m]), feats[m])).
+  template <typename T>
+  void fuse(const int64_t* tokens, const T* feats, int64_t M) {
+    const int64_t D = D_;
+    T* c = cat_.data_ptr<T>();
+    for (int64_t m = 0; m < M; ++m) {
+      std::memcpy(c + m * 2 * D, embed_.data_ptr<T>() + tokens[m] * D, D * sizeof(T));
+      std::memcpy(c + m * 2 * D + D, feats + m * D, D * sizeof(T));
+    }
+    gemm_rows<T>(c, fc_w_.data_ptr<T>(), fc_b_.data_ptr<T>(), x_.data_ptr<T>(), M, D, 2 * D);
+  }
+
+  template <typename T>
+  std::vector<int64_t> run_draft(const std::vector<int64_t>& next_tokens, const T* feats, int64_t pos, int64_t k) {
+    const int64_t nrows = static_cast<int64_t>(next_tokens.size()), D = D_, R = albumen_dense::kMaxRows;
+    T* x = x_.data_ptr<T>();
+    int64_t last = 0;
+    for (int64_t c0 = 0; c0 < nrows; c0 += R) {  // catch-up in blocks of up to 8 rows
+      const int64_t M = std::min(R, nrows - c0);
+      fuse<T>(next_tokens.data() + c0, feats + c0 * D, M);
+      layer_rows<T>(layers_[0], M, pos + c0);
+      last = M - 1;
+    }
+    std::vector<T> f(x + last * D, x + (last + 1) * D);  // the predicted feature after the last verified position
+    const int64_t* ids = vocab_.data_ptr<int64_t>();
+    std::vector<int64_t> drafted;
+    for (int64_t i = 0; i < k; ++i) {
+      gemm_rows<T>(f.data(), head_.data_ptr<T>(), nullptr, logits_.data_ptr<T>(), 1, V_, D);
+      const int64_t token = ids[argmax_row(0)];
+      drafted.push_back(token);
+      if (i + 1 == k) break;
+      fuse<T>(&token, f.data(), 1);
+      layer_rows<T>(layers_[0], 1, pos + nrows + i);
+      std::memcpy(f.data(), x, D * sizeof(T));
+    }
+    return drafted;
+  }
+
+  torch::Tensor fc_w_, fc_b_, vocab_, cat_;
 };
 }  // namespace
 
@@ -430,4 +524,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
            py::arg("tokens"), py::arg("pos"))
       .def("features", &DecodePlan::features, "final normed hidden states (rows, D) of the last call")
       .def_property_readonly("max_positions", &DecodePlan::max_positions);
+  py::class_<HeadPlan>(m, "HeadPlan", "the greedy draft step of an EAGLE-style draft head, batch 1")
+      .def(py::init<torch::Tensor, std::vector<torch::Tensor>, torch::Tensor, torch::Tensor, torch::Tensor,
+                    torch::Tensor, torch::Tensor, torch::Tensor, double, int64_t, int64_t>())
+      .def("draft", &HeadPlan::draft, "catch up on verified positions, then k greedy draft tokens (target ids)",
+           py::arg("next_tokens"), py::arg("feats"), py::arg("pos"), py::arg("k"));
 }

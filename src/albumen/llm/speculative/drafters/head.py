@@ -142,10 +142,15 @@ class HeadDrafter:
 
     name = "head"
 
-    def __init__(self, head: DraftHead, cost: float = 0.08, dtype: torch.dtype | None = None) -> None:
+    def __init__(self, head: DraftHead, cost: float = 0.08, dtype: torch.dtype | None = None,
+                 plan: bool = True) -> None:
         self.head = head.eval()
         self.cost = cost
         self.dtype = dtype  # the head's compute dtype; None: the target's. Drafts only steer speed, never output.
+        self.use_plan = plan  # greedy drafts in one C++ call (HeadPlan) where the kernels are built
+        self._plan: Any = None
+        self._plan_key: tuple[Any, ...] = ()
+        self._rope: dict[tuple[int, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
         self._target: Transformer | None = None
         self._hook: Any = None
         self._feats = torch.empty(0)
@@ -171,7 +176,46 @@ class HeadDrafter:
         self._feats = torch.zeros(max_seq_len, target.args.dim, dtype=dtype)
         self._fed = []
         self._target = target
+        self._plan = self._head_plan(target, dtype) if self.use_plan else None
         self._hook = target.model.layers[-1].register_forward_hook(self._capture)
+
+    def _head_plan(self, target: Transformer, dtype: torch.dtype) -> Any:
+        """The C++ greedy draft step over the head's own tensors (``HeadPlan``), or None where it does not apply
+        (kernels off, another dtype, a linear not on the dense kernel). Same kernels and order as the module path."""
+        layer, attn, mlp = self.head.layer, self.head.layer.self_attn, self.head.layer.mlp
+        ops = layer.__dict__.get("_decode_ops")
+        if ops is None or not hasattr(ops, "HeadPlan") or dtype not in (torch.float32, torch.bfloat16):
+            return None
+        linears = (self.head.fc, self._lm, attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.gate_proj,
+                   mlp.up_proj, mlp.down_proj)
+        if any(m.__dict__.get("_dense_kernel") is None for m in linears) or self.head.fc.bias is None:
+            return None
+        embed = target.model.embed_tokens
+        if type(embed) is not nn.Embedding or embed.weight.dim() != 2 or not embed.weight.is_floating_point():
+            return None  # a quantized or adapted embedding runs as its module
+        cache = attn.kv_cache
+        key = (cache.k_cache.data_ptr(), self._lm.weight.data_ptr(), self.head.fc.weight.data_ptr(), dtype)
+        if key == self._plan_key and self._plan is not None:
+            return self._plan
+        size = (cache.max_seq_len, dtype)
+        if size not in self._rope:
+            self._rope = {size: rope_cos_sin(torch.arange(cache.max_seq_len), self.head.args.head_dim,
+                                             self.head.args.rope_theta, dtype)}
+        none = torch.empty(0, dtype=dtype)
+        tensors = [layer.input_layernorm.weight, layer.post_attention_layernorm.weight, attn.q_proj.weight,
+                   attn.q_proj.bias, attn.k_proj.weight, attn.k_proj.bias, attn.v_proj.weight, attn.v_proj.bias,
+                   attn.o_proj.weight, mlp.gate_proj.weight, mlp.up_proj.weight, mlp.down_proj.weight,
+                   cache.k_cache, cache.v_cache]
+        tensors = [none if t is None else t.detach() for t in tensors]
+        if layer.input_layernorm.eps != layer.post_attention_layernorm.eps:
+            return None
+        cos, sin = self._rope[size]
+        self._plan = ops.HeadPlan(embed.weight.detach().to(dtype).contiguous(), tensors,
+                                  self.head.fc.weight.detach(), self.head.fc.bias.detach(), self._lm.weight.detach(),
+                                  self.head.vocab, cos, sin, layer.input_layernorm.eps, self.head.args.n_heads,
+                                  self.head.args.n_kv_heads)
+        self._plan_key = key
+        return self._plan
 
     def finish(self) -> None:
         self.release()
@@ -218,6 +262,10 @@ class HeadDrafter:
         while same < min(len(self._fed), len(tokens)) and self._fed[same] == tokens[same]:
             same += 1
         start = max(0, min(same - 1, last - 1))  # always run at least one true-feature position
+        if cfg.greedy and self._plan is not None:  # the same drafts in one C++ call
+            drafted = self._plan.draft(tokens[start + 1 : last + 1], self._feats[start:last], start, k)
+            self._fed = tokens
+            return Draft(list(drafted))
         embed = self._target.model.embed_tokens
         pos = torch.arange(start, last)
         ids = torch.tensor([tokens[start + 1 : last + 1]])  # (1, T): t_{j+1} for j in pos
