@@ -7,6 +7,8 @@ model, full vocabulary or restricted to a draft vocabulary, measured side by sid
 ``--target-dir`` / ``--draft-dir`` load a saved (e.g. int4) checkpoint folder instead of the preset; with int4
 folders ``--int4-plan`` adds the same blocks and draft token through the whole-model plan (quant/plan.py). Prints
 milliseconds per call and the ratios to one plain target step (what the draft-length controller weighs).
+``--head`` (SmolLM2-135M target) adds the trained head's draft of 1..4 tokens with cold weights: its C++ step
+(``HeadPlan``) against module calls, fp32 against bf16.
 """
 
 from __future__ import annotations
@@ -123,6 +125,40 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     return med
 
 
+def head_draft_times(target: Transformer, target_name: str, repeats: int) -> dict[str, float]:
+    """The trained head's draft of k = 1..4 tokens (one catch-up row, then k tokens), with its weights cold as after
+    a target step (128 MB streamed first): the C++ draft step (HeadPlan) vs module calls, fp32 vs bf16 head."""
+    from albumen.llm.sampling import SamplingConfig
+    from albumen.llm.speculative.drafters.head import HeadDrafter, load_head
+    from albumen.llm.speculative.factory import default_head_path
+
+    prompt = list(range(300, 400))
+    flush = torch.zeros(32 * 1024 * 1024)
+    cfg = SamplingConfig()
+    out: dict[str, float] = {}
+    target.setup_caches(1, 512)
+    for dtype in (torch.float32, torch.bfloat16):
+        for plan in (True, False):
+            drafter = HeadDrafter(load_head(default_head_path(target_name))[0], dtype=dtype, plan=plan)
+            drafter.start(target, prompt, 512)
+            with torch.inference_mode():
+                target(torch.tensor([prompt]), torch.arange(len(prompt)), last_only=True)  # features via the hook
+                drafter.release()
+                drafter.propose(prompt, 1, cfg, None)
+                for k in (1, 2, 3, 4):
+                    times = []
+                    for _ in range(repeats):
+                        flush.add_(1.0)
+                        drafter._fed = list(prompt)  # the next call catches up one row, as after a 1-token step
+                        times.append(_time(lambda: drafter.propose(prompt + [prompt[-1]], k, cfg, None)))
+                    name = f"head draft k={k} ({str(dtype).split('.')[-1]}, {'C++ plan' if plan else 'modules'})"
+                    out[name] = 1e3 * statistics.median(times)
+            drafter.finish()
+    for name, ms in out.items():
+        print(f"{name:44} {ms:8.3f} ms")
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--target", default="qwen2.5-1.5b")
@@ -135,12 +171,16 @@ def main() -> None:
                    help="int4 target: also time each block of 2..k+1 rows through the module path")
     p.add_argument("--int4-plan", action="store_true",
                    help="int4 target and draft: also time blocks and a draft token through the whole-model plan")
+    p.add_argument("--head", action="store_true",
+                   help="also time the trained head's draft (SmolLM2 target): C++ step vs modules, fp32 vs bf16")
     p.add_argument("--k-max", type=int, default=7)
     p.add_argument("--repeats", type=int, default=9)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     med = run(args)
+    if args.head:
+        med |= head_draft_times(load_model(args.target_dir or args.target, args.dtype)[0], args.target, args.repeats)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, "ms": med}, indent=1))
