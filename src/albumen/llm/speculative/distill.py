@@ -124,7 +124,8 @@ def train_student(student: str, data: Sequence[Path], work: Path, minutes: float
     evals = [h["eval_loss"] for h in res.history if "eval_loss" in h]
     summary = {"steps": res.steps, "total": total, "complete": bool(res.history) and res.steps >= total,
                "examples": len(rows) - heldout, "reply_tokens": sum(len(r["reply_ids"]) for r in records),
-               "eval_loss_first": evals[0] if evals else None, "eval_loss": evals[-1] if evals else None}
+               "eval_loss_first": evals[0] if evals else None, "eval_loss": evals[-1] if evals else None,
+               "seconds_this_call": round(res.seconds, 1)}
     (work / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     return summary
 
@@ -179,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--shard", default="0/1", help="data: answer prompts i, i+n, ... (i/n) into teacher-i.jsonl, so "
                                                   "that n processes can share the work")
     p.add_argument("--dir", default=str(DEFAULT_DIR), help="teacher-*.jsonl and the training checkpoints")
+    p.add_argument("--work", default=None, help="train/export: the adapter's checkpoint folder (default DIR/train)")
     p.add_argument("--out", default=None, help="export: the quantized draft's folder")
     p.add_argument("--scheme", default="int4-g32-all", help="export: quantization scheme")
     p.add_argument("--minutes", type=float, default=10.0)
@@ -187,6 +189,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     root = Path(args.dir)
+    work = Path(args.work) if args.work else root / "train"
     if args.stage == "data":
         from albumen.llm.loading import load_model
 
@@ -199,12 +202,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                                log=lambda line: print(line, flush=True), shard=(i, n))
         print(json.dumps(summary))
     elif args.stage == "train":
-        print(json.dumps(train_student(args.student, sorted(root.glob("teacher-*.jsonl")), root / "train",
-                                       args.minutes)))
+        print(json.dumps(train_student(args.student, sorted(root.glob("teacher-*.jsonl")), work, args.minutes)))
     else:
         if not args.out:
             raise SystemExit("export: --out FOLDER")
-        print(json.dumps(export_student(args.student, root / "train", Path(args.out), args.scheme)))
+        print(json.dumps(export_student(args.student, work, Path(args.out), args.scheme)))
 
 
 if __name__ == "__main__":
