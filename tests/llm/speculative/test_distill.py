@@ -51,7 +51,7 @@ def test_teacher_data_shards_and_resumes(tmp_path: Path) -> None:
     assert ex.labels == [IGNORE] * len(rec["prompt_ids"]) + rec["reply_ids"] + [7]
     (tmp_path / "t-0.jsonl").write_text((tmp_path / "t-0.jsonl").read_text() + '{"index": 9, "prom')  # a cut line
     assert teacher_data(teacher, tok, PROMPTS, tmp_path / "t-0.jsonl", 5, 8, log=lambda s: None,
-                        shard=(0, 2))["answered"] == 0  # the broken line is skipped, index 9's answer is kept
+                        shard=(0, 2))["answered"] == 0  # a line cut short by a kill is skipped, not an error
 
 
 def test_distilled_student_agrees_more_with_its_teacher(tmp_path: Path) -> None:
