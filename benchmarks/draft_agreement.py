@@ -12,6 +12,10 @@ prompt + answer in one causal pass, its argmax restricted to its draft vocabular
 ``agree[t]`` replays every step exactly. Greedy steps are deterministic given the agreement flags, so two drafts
 compare here on exactly the same text, with no timing noise; speed needs the costs: ``--costs`` (plain ms, draft ms
 per token, verification ratios for 1..8 rows) turns tokens per step into a predicted speed-up at each k.
+``--thresholds`` replays a confidence rule as well: draft (up to ``--k-max``) while the draft's top-1 probability
+stays at or above the threshold (teacher-forced: after a wrong draft token the draft is assumed to go on to k).
+``--live model:NAME:p0.4,lookup+model:NAME`` replays real drafters, each on its own text after a miss
+(speculative/agreement.replay_drafter): the loop's exact steps for any drafter policy, the target not run.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ import torch
 from albumen.llm.generate import _prompt_ids, generate_tokens
 from albumen.llm.loading import load_model
 from albumen.llm.sampling import SamplingConfig
-from albumen.llm.speculative.agreement import greedy_agreement, predicted_speedup, simulate_steps
-from albumen.llm.speculative.factory import default_vocab_path
+from albumen.llm.speculative.agreement import (StepReplay, draft_confidence, greedy_agreement, predicted_speedup,
+                                               replay_drafter, simulate_steps)
+from albumen.llm.speculative.factory import default_vocab_path, make_drafter
 from albumen.llm.speculative.prompts import grounded_prompts, open_prompts
 from albumen.llm.speculative.vocab import load_draft_vocab
 
@@ -71,7 +76,7 @@ def _draft_spec(spec: str, default_dtype: str) -> tuple[str, str, Path | None]:
 
 
 @torch.inference_mode()
-def _agreement(model: Any, rec: dict[str, Any], vocab: torch.Tensor | None) -> torch.Tensor:
+def _agreement(model: Any, rec: dict[str, Any], vocab: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     prompt, reply = rec["prompt_ids"], rec["reply_ids"]
     ids = torch.tensor([prompt + reply[:-1]])
     logits = model(ids)[0, len(prompt) - 1:].float()  # the logits that predict reply[0..]
@@ -79,7 +84,7 @@ def _agreement(model: Any, rec: dict[str, Any], vocab: torch.Tensor | None) -> t
     if vocab is not None:
         p = torch.tensor(prompt)
         allowed = torch.unique(torch.cat([vocab, p[p < logits.shape[-1]]]))
-    return greedy_agreement(logits, torch.tensor(reply), allowed)
+    return greedy_agreement(logits, torch.tensor(reply), allowed), draft_confidence(logits, allowed)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -88,44 +93,87 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "open": open_prompts(args.prompts, "bench", seed=1)}
     replies = _replies(args, sets)
     ks = [int(k) for k in args.ks.split(",")]
+    thresholds = [float(t) for t in args.thresholds.split(",") if t]
     costs = [float(x) for x in args.costs.split(",")] if args.costs else None
     results = []
-    for spec in [s for s in args.drafts.split(",") if s]:
+    for spec in [s for s in args.drafts.split(",") if s]:  # teacher-forced: one causal pass per reply
         name, dtype, vocab_path = _draft_spec(spec, args.dtype)
         t0 = time.perf_counter()
         model, _ = load_model(name, dtype)
         vocab = load_draft_vocab(vocab_path) if vocab_path is not None else None
         for set_name, recs in replies.items():
-            flags = [_agreement(model, rec, vocab) for rec in recs]
+            pairs = [_agreement(model, rec, vocab) for rec in recs]
             row: dict[str, Any] = {"draft": spec, "set": set_name,
-                                   "agreement": float(torch.cat(flags).float().mean()), "by_k": {}}
-            for k in ks:
-                reps = [simulate_steps(f[1:], k) for f in flags]  # reply[0] is the prefill's
-                tokens, steps = sum(r.tokens for r in reps), sum(r.steps for r in reps)
-                drafted, accepted = sum(r.drafted for r in reps), sum(r.accepted for r in reps)
-                entry = {"tokens_per_step": tokens / steps, "acceptance": accepted / drafted if drafted else None}
+                                   "agreement": float(torch.cat([a for a, _ in pairs]).float().mean()),
+                                   "by_k": {}, "by_threshold": {}}
+
+            def replay(k: int, threshold: float = 0.0) -> dict[str, Any]:
+                # reply[0] is the prefill's: steps replay the flags after it
+                r = sum((simulate_steps(a[1:], k, c[1:], threshold) for a, c in pairs), StepReplay(0, 0, 0, 0))
+                entry = {"tokens_per_step": r.tokens_per_step, "acceptance": r.acceptance if r.drafted else None,
+                         "mean_draft": r.drafted / r.steps}
                 if costs is not None and k + 2 < len(costs):
-                    plain_ms, draft_ms = costs[0], costs[1]
-                    verify = [plain_ms * r for r in costs[2:]]
-                    entry["predicted_speedup"] = predicted_speedup(tokens / steps, k, plain_ms, draft_ms, verify)
-                row["by_k"][k] = entry
+                    entry["predicted_speedup"] = predicted_speedup(r, costs[0], costs[1],
+                                                                   [costs[0] * x for x in costs[2:]])
+                return entry
+
+            row["by_k"] = {k: replay(k) for k in ks}
+            row["by_threshold"] = {t: replay(args.k_max, t) for t in thresholds}
             results.append(row)
         print(f"{spec}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         del model
+    live = [x for x in args.live.split(",") if x]
+    if live:
+        target, _ = load_model(args.target, args.dtype)
+        cache: dict[str, Any] = {}
+
+        def load(name: str) -> Any:  # one copy per draft model: its cache belongs to the drafter that uses it
+            if name not in cache:
+                cache[name] = load_model(name, args.dtype)[0]
+            return cache[name]
+
+        for spec in live:
+            for set_name, recs in replies.items():
+                row = {"draft": f"live {spec}", "set": set_name, "by_k": {}}
+                for k in [int(x) for x in args.live_ks.split(",")]:
+                    drafter = make_drafter(spec, target, args.target, load)
+                    t0 = time.perf_counter()
+                    r = sum((replay_drafter(drafter, target, rec["prompt_ids"], rec["reply_ids"], k) for rec in recs),
+                            StepReplay(0, 0, 0, 0))
+                    entry = {"tokens_per_step": r.tokens_per_step, "acceptance": r.acceptance if r.drafted else None,
+                             "mean_draft": r.drafted / r.steps, "passes_per_step": sum(r.computed) / r.steps,
+                             "draft_ms_per_pass": 1e3 * (time.perf_counter() - t0) / max(1, sum(r.computed))}
+                    if costs is not None and k + 2 < len(costs):
+                        entry["predicted_speedup"] = predicted_speedup(r, costs[0], costs[1],
+                                                                       [costs[0] * x for x in costs[2:]])
+                    row["by_k"][k] = entry
+                results.append(row)
+                print(f"live {spec} {set_name}: " + ", ".join(
+                    f"k={k} {e['tokens_per_step']:.2f} tok/step, {e['mean_draft']:.1f} drafted, "
+                    f"{e['passes_per_step']:.1f} passes" + (f", {e['predicted_speedup']:.2f}x"
+                                                            if "predicted_speedup" in e else "")
+                    for k, e in row["by_k"].items()), file=sys.stderr, flush=True)
     return {"target": args.target, "dtype": args.dtype, "prompts_per_set": args.prompts,
             "max_new_tokens": args.max_new_tokens, "reply_tokens": {s: sum(len(r["reply_ids"]) for r in recs)
                                                                    for s, recs in replies.items()},
-            "costs": args.costs, "results": results}
+            "costs": args.costs, "k_max": args.k_max, "thresholds": thresholds, "results": results}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--target", default="qwen2.5-1.5b")
     p.add_argument("--dtype", default="bfloat16")
-    p.add_argument("--drafts", required=True, help="comma-separated: preset or checkpoint folder, [:full], [@dtype]")
+    p.add_argument("--live", default="", help="drafter specs (as in benchmarks/speculative.py, e.g. "
+                   "model:NAME:p0.4) replayed live against the cached replies (speculative/agreement.replay_drafter)")
+    p.add_argument("--live-ks", default="3,4,7", help="draft lengths for --live")
+    p.add_argument("--drafts", default="", help="comma-separated: preset or checkpoint folder, [:full], [@dtype]")
     p.add_argument("--prompts", type=int, default=8, help="prompts per set (bench split)")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--ks", default="1,2,3,4,5,6", help="fixed draft lengths to replay")
+    p.add_argument("--thresholds", default="0.3,0.5,0.6,0.7,0.8,0.9",
+                   help="also replay a confidence rule: draft up to --k-max tokens while the draft's top-1 "
+                        "probability stays at or above the threshold")
+    p.add_argument("--k-max", type=int, default=7)
     p.add_argument("--costs", default=QWEN_BF16_COSTS,
                    help="plain ms, draft ms per token, verification of 1..8 rows / one step ('' for none)")
     p.add_argument("--replies", default="build/bench/agreement-replies.json", help="cache of the target's answers")
@@ -137,7 +185,7 @@ def main() -> None:
     print(f"target {result['target']} ({result['dtype']}), {result['prompts_per_set']} prompts/set, "
           f"reply tokens {result['reply_tokens']}")
     print(f"{'set':9} {'draft':55} {'agree':>6} " + " ".join(f"{'k=' + str(k):>11}" for k in ks))
-    for r in result["results"]:
+    for r in [r for r in result["results"] if "agreement" in r]:
         cells = []
         for k in ks:
             e = r["by_k"][k]
@@ -145,6 +193,22 @@ def main() -> None:
             cells.append(f"{e['tokens_per_step']:.2f}{sp}".rjust(11))
         print(f"{r['set']:9} {r['draft'][-55:]:55} {r['agreement']:6.1%} " + " ".join(cells))
     print("cells: tokens per target step [/ predicted speed-up with --costs]")
+    print(f"\nconfidence rule (k_max {args.k_max}): tokens per step / mean draft length [/ predicted speed-up]")
+    print(f"{'set':9} {'draft':55} " + " ".join(f"{'p>=' + str(t):>17}" for t in result["thresholds"]))
+    for r in [r for r in result["results"] if "agreement" in r]:
+        cells = []
+        for t in result["thresholds"]:
+            e = r["by_threshold"][t]
+            sp = f"/{e['predicted_speedup']:.2f}x" if "predicted_speedup" in e else ""
+            cells.append(f"{e['tokens_per_step']:.2f}/{e['mean_draft']:.1f}{sp}".rjust(17))
+        print(f"{r['set']:9} {r['draft'][-55:]:55} " + " ".join(cells))
+    live = [r for r in result["results"] if "agreement" not in r]
+    if live:
+        print("\nlive replays: tokens per step / drafted per step / draft passes per step [/ predicted speed-up]")
+        for r in live:
+            print(f"{r['set']:9} {r['draft'][-55:]:55} " + " ".join(
+                f"k={k} {e['tokens_per_step']:.2f}/{e['mean_draft']:.1f}/{e['passes_per_step']:.1f}"
+                + (f"/{e['predicted_speedup']:.2f}x" if "predicted_speedup" in e else "") for k, e in r["by_k"].items()))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1) + "\n")

@@ -10,7 +10,13 @@ import torch
 
 from albumen.llm.sampling import SamplingConfig
 from albumen.llm.speculative.adaptive import SpeculativeConfig
-from albumen.llm.speculative.agreement import greedy_agreement, predicted_speedup, simulate_steps
+from albumen.llm.speculative.agreement import (
+    draft_confidence,
+    greedy_agreement,
+    predicted_speedup,
+    replay_drafter,
+    simulate_steps,
+)
 from albumen.llm.speculative.decode import SpeculativeStats, speculative_decode
 from albumen.llm.speculative.drafters.model import ModelDrafter
 from albumen.llm.testing import tiny_model
@@ -45,11 +51,36 @@ def test_replay_by_hand() -> None:
         simulate_steps(agree, -1)
 
 
+def test_confidence_threshold_stops_drafts_before_unsure_tokens() -> None:
+    agree = [True, True, False, True, True, True]
+    conf = [0.9, 0.8, 0.3, 0.95, 0.2, 0.9]
+    r = simulate_steps(agree, 3, conf, threshold=0.5)
+    # t=0: 0.9, 0.8 proposed and kept, 0.3 stops the draft (a third pass paid): +1 -> t=3; t=3: 0.95 kept, 0.2 stops:
+    # t=5: the last token, nothing to draft
+    assert r.lengths == (2, 1, 0) and r.computed == (3, 2, 0)
+    assert (r.tokens, r.accepted) == (6, 3)
+    # after a wrong token the draft is assumed to go on to k: its own text's confidence is unknown
+    miss = simulate_steps([False, True, True, True], 3, [0.9, 0.1, 0.1, 0.9], threshold=0.5)
+    assert miss.lengths[0] == 3 and miss.accepted == 0
+    assert simulate_steps(agree, 3, conf, threshold=0.0) == simulate_steps(agree, 3)
+    with pytest.raises(ValueError, match="confidences"):
+        simulate_steps(agree, 3, conf[:2], threshold=0.5)
+
+
+def test_draft_confidence_is_the_top_probability_within_the_allowed_ids() -> None:
+    logits = torch.tensor([[0.0, 0.0, 10.0], [1.0, 1.0, 0.0]])
+    assert draft_confidence(logits).tolist() == pytest.approx([torch.softmax(logits[0], 0)[2].item(), 0.4223],
+                                                              abs=1e-4)
+    assert draft_confidence(logits, torch.tensor([0, 1]))[0].item() == pytest.approx(0.5)
+
+
 def test_predicted_speedup_weighs_draft_and_verification() -> None:
-    # 2 tokens per step for 2 draft tokens of 10 ms and a 3-row check of 120 ms, plain 100 ms: 200 / 140
-    assert predicted_speedup(2.0, 2, 100.0, 10.0, [100.0, 110.0, 120.0]) == pytest.approx(200 / 140)
+    # one step: 2 tokens proposed and kept (+1) for 2 draft passes of 10 ms and a 3-row check of 120 ms; plain 100 ms
+    r = simulate_steps([True, True, True], 2)
+    assert (r.tokens, r.lengths, r.computed) == (3, (2,), (2,))
+    assert predicted_speedup(r, 100.0, 10.0, [100.0, 110.0, 120.0]) == pytest.approx(300 / 140)
     with pytest.raises(ValueError, match="rows"):
-        predicted_speedup(2.0, 3, 100.0, 10.0, [100.0, 110.0, 120.0])
+        predicted_speedup(simulate_steps([True] * 5, 3), 100.0, 10.0, [100.0, 110.0, 120.0])
 
 
 @pytest.mark.parametrize("k", [1, 3, 5])
@@ -75,3 +106,48 @@ def test_replay_matches_the_speculative_loop(k: int) -> None:
     assert got == reply
     replay = simulate_steps(agree[1:], k)
     assert (replay.steps, replay.drafted, replay.accepted) == (stats.target_steps, stats.drafted, stats.accepted)
+
+
+def _pair(seed: int = 3, noise: float = 0.5, sharpen: float = 1.0):
+    target = tiny_model(seed=seed, dim=32, n_layers=1, tie_word_embeddings=False)
+    with torch.no_grad():
+        target.lm_head.weight.mul_(sharpen)  # peakier distributions: confident and unsure tokens both occur
+    draft = copy.deepcopy(target)
+    g = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        w = draft.lm_head.weight
+        w.add_(torch.randn(w.shape, generator=g) * noise * w.std())
+    return target, draft
+
+
+@pytest.mark.parametrize("confidence", [0.0, 0.6])
+def test_live_replay_matches_the_speculative_loop(confidence: float) -> None:
+    """replay_drafter with a real drafter (a confidence rule included) reproduces the loop's steps and drafts."""
+    target, draft = _pair()
+    prompt = [7, 3, 9, 12, 40]
+    cfg = SamplingConfig(max_new_tokens=48, ignore_eos=True)
+    reply = plain_tokens(target, prompt, cfg)
+    stats = SpeculativeStats()
+    drafter = ModelDrafter(draft, min_confidence=confidence)
+    got = list(speculative_decode(target, drafter, prompt, cfg, SpeculativeConfig(k=4, adaptive=False), stats=stats))
+    assert got == reply
+    r = replay_drafter(ModelDrafter(draft, min_confidence=confidence), target, prompt, reply, 4)
+    assert (r.steps, r.drafted, r.accepted, r.tokens) == (stats.target_steps, stats.drafted, stats.accepted, 47)
+    assert sum(r.computed) >= r.drafted
+    if confidence:
+        assert min(r.lengths[:-1]) < 4 and sum(r.computed) > r.drafted  # some drafts stopped early, a pass paid
+
+
+def test_confidence_rule_keeps_greedy_identical_and_drafts_less() -> None:
+    target, draft = _pair(seed=5, noise=0.8, sharpen=6.0)
+    prompt = [1, 2, 3, 4]
+    cfg = SamplingConfig(max_new_tokens=40, ignore_eos=True)
+    reply = plain_tokens(target, prompt, cfg)
+    loose = replay_drafter(ModelDrafter(draft), target, prompt, reply, 4)
+    strict = replay_drafter(ModelDrafter(draft, min_confidence=0.5), target, prompt, reply, 4)
+    assert 0 < strict.drafted < loose.drafted and strict.acceptance > loose.acceptance
+    for conf in (0.3, 0.7):
+        out = list(speculative_decode(target, ModelDrafter(draft, min_confidence=conf), prompt, cfg))
+        assert out == reply
+    with pytest.raises(ValueError, match="min_confidence"):
+        ModelDrafter(draft, min_confidence=1.0)

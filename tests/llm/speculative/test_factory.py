@@ -66,3 +66,25 @@ def test_model_specs_choose_the_draft_vocabulary(tmp_path: Path) -> None:
     assert default_vocab_path("qwen2.5-0.5b") is not None  # the shipped Qwen2.5 vocabulary
     assert make_drafter("model:qwen2.5-0.5b:full", target, load=load).vocab is None
     assert make_drafter("model:qwen2.5-0.5b", target, load=load).vocab.numel() > 30000
+
+
+def test_model_specs_take_a_confidence_rule(tmp_path: Path) -> None:
+    from albumen.llm.speculative.vocab import save_draft_vocab
+
+    target = tiny_model()
+    names: list[str] = []
+
+    def load(name: str):  # noqa: ANN202
+        names.append(name)
+        return tiny_model(seed=1)
+
+    assert make_drafter("model:x:p0.4", target, load=load).min_confidence == 0.4
+    assert make_drafter("model:x", target, load=load).min_confidence == 0.0
+    full = make_drafter("model:qwen2.5-0.5b:full:p.25", target, load=load)
+    assert (full.min_confidence, full.vocab) == (0.25, None)
+    save_draft_vocab(tmp_path / "v.json", torch.tensor([3, 1, 2]), {})
+    own = make_drafter(f"model:x:{tmp_path / 'v.json'}:p0.5", target, load=load)
+    assert own.vocab.tolist() == [1, 2, 3] and own.min_confidence == 0.5
+    assert names == ["x", "x", "qwen2.5-0.5b", "x"]  # the rule is not part of the model's name
+    chain = make_drafter("lookup+model:x:p0.3", target, load=load)
+    assert chain.drafters[1].min_confidence == 0.3

@@ -7,17 +7,21 @@ is ``reply[t]``, and a step that starts at ``t`` with draft length ``k`` accepts
 ``agree[t:t + k]`` and adds the target's own token (``reply[0]`` comes from the prefill, so steps replay
 ``agree[1:]``). ``simulate_steps`` replays that exactly, so tokens per target step
 at any fixed k come out free of the run-to-run timing noise that the speed benchmark carries; with measured step costs
-they predict the speed-up (``predicted_speedup``).
+they predict the speed-up (``predicted_speedup``). With the draft's confidence per position the replay also tries a
+stopping rule: draft while the draft's top-1 probability stays above a threshold. ``replay_drafter`` runs a real
+drafter (any policy, a confidence rule included, on its own text after a miss) against the target's cached greedy
+reply: the same steps as the speculative loop, without running the target.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-__all__ = ["StepReplay", "greedy_agreement", "predicted_speedup", "simulate_steps"]
+__all__ = ["StepReplay", "draft_confidence", "greedy_agreement", "predicted_speedup", "replay_drafter", "simulate_steps"]
 
 
 def greedy_agreement(logits: torch.Tensor, reply: torch.Tensor, allowed: torch.Tensor | None = None) -> torch.Tensor:
@@ -32,12 +36,22 @@ def greedy_agreement(logits: torch.Tensor, reply: torch.Tensor, allowed: torch.T
     return pick == reply
 
 
+def draft_confidence(logits: torch.Tensor, allowed: torch.Tensor | None = None) -> torch.Tensor:
+    """(T,) the draft's top-1 probability at each position, over ``allowed`` ids only when given (the distribution a
+    draft vocabulary leaves)."""
+    if allowed is not None:
+        logits = logits.index_select(-1, allowed.long())
+    return torch.softmax(logits.float(), -1).amax(-1)
+
+
 @dataclass(frozen=True)
 class StepReplay:
     tokens: int  # tokens emitted (accepted drafts + the target's own token per step)
     steps: int  # target (verification) steps
     drafted: int  # draft tokens proposed
     accepted: int  # draft tokens accepted
+    lengths: tuple[int, ...] = ()  # tokens proposed at each step
+    computed: tuple[int, ...] = ()  # draft forward passes at each step (one more than proposed where it stopped early)
 
     @property
     def tokens_per_step(self) -> float:
@@ -47,35 +61,100 @@ class StepReplay:
     def acceptance(self) -> float:
         return self.accepted / self.drafted if self.drafted else 0.0
 
+    def __add__(self, other: StepReplay) -> StepReplay:
+        return StepReplay(self.tokens + other.tokens, self.steps + other.steps, self.drafted + other.drafted,
+                          self.accepted + other.accepted, self.lengths + other.lengths,
+                          self.computed + other.computed)
 
-def simulate_steps(agree: Sequence[bool] | torch.Tensor, k: int) -> StepReplay:
-    """Replay greedy speculative decoding with a fixed draft length ``k`` over the tokens that follow the reply's first
+
+def simulate_steps(agree: Sequence[bool] | torch.Tensor, k: int, confidence: Sequence[float] | torch.Tensor | None = None,
+                   threshold: float = 0.0) -> StepReplay:
+    """Replay greedy speculative decoding with draft length ``k`` over the tokens that follow the reply's first
     one (which the prompt's prefill makes), given their per-position draft agreement ``agree``: each step drafts
     min(k, tokens left - 1) tokens (the last token always comes from the target, as in the engine), accepts the leading
-    agreements and emits one more token from the target."""
+    agreements and emits one more token from the target.
+
+    With ``confidence`` (the draft's top-1 probability per position, teacher-forced) and ``threshold`` > 0, a step
+    stops drafting before the first token whose probability is below the threshold (that forward pass is still paid:
+    ``computed``). The flags only know the draft's confidence along the target's text: after a wrong draft token the
+    replay assumes the draft goes on to ``k`` (the dearest case; a real draft often stops sooner)."""
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
     flags = [bool(a) for a in (agree.tolist() if isinstance(agree, torch.Tensor) else agree)]
+    conf = None
+    if confidence is not None and threshold > 0:
+        conf = [float(c) for c in (confidence.tolist() if isinstance(confidence, torch.Tensor) else confidence)]
+        if len(conf) != len(flags):
+            raise ValueError(f"{len(conf)} confidences for {len(flags)} agreement flags")
     n = len(flags)
-    t = tokens = steps = drafted = accepted = 0
+    t = tokens = accepted = 0
+    lengths: list[int] = []
+    computed: list[int] = []
     while t < n:
         kk = min(k, n - t - 1)
+        proposed, passes, stopped = kk, kk, False
+        if conf is not None:
+            proposed, on_text = 0, True  # on_text: every token proposed so far is the target's
+            while proposed < kk:
+                if on_text and conf[t + proposed] < threshold:
+                    stopped = True
+                    break
+                on_text = on_text and flags[t + proposed]
+                proposed += 1
+            passes = proposed + (1 if stopped else 0)
         run = 0
-        while run < kk and flags[t + run]:
+        while run < proposed and flags[t + run]:
             run += 1
-        drafted += kk
+        lengths.append(proposed)
+        computed.append(passes)
         accepted += run
         tokens += run + 1
-        steps += 1
         t += run + 1
-    return StepReplay(tokens, steps, drafted, accepted)
+    return StepReplay(tokens, len(lengths), sum(lengths), accepted, tuple(lengths), tuple(computed))
 
 
-def predicted_speedup(tokens_per_step: float, k: int, plain_ms: float, draft_ms: float,
-                      verify_ms: Sequence[float]) -> float:
-    """Plain decoding's time per token over speculation's: a step costs k draft tokens plus a verification of k + 1
-    rows (``verify_ms[k]``, with ``verify_ms[0]`` = one plain step) and emits ``tokens_per_step`` tokens."""
-    if k >= len(verify_ms):
-        raise ValueError(f"no verification cost for {k + 1} rows (have {len(verify_ms)})")
-    step = k * draft_ms + verify_ms[k]
-    return plain_ms * tokens_per_step / step
+def predicted_speedup(replay: StepReplay, plain_ms: float, draft_ms: float, verify_ms: Sequence[float]) -> float:
+    """Plain decoding's time per token over speculation's: each step costs its draft forward passes plus a
+    verification of (proposed + 1) rows (``verify_ms[n]`` for n + 1 rows, ``verify_ms[0]`` = one plain step)."""
+    if replay.lengths and max(replay.lengths) >= len(verify_ms):
+        raise ValueError(f"no verification cost for {max(replay.lengths) + 1} rows (have {len(verify_ms)})")
+    spent = sum(c * draft_ms for c in replay.computed) + sum(verify_ms[n] for n in replay.lengths)
+    return plain_ms * replay.tokens / spent if spent else 1.0
+
+
+def replay_drafter(drafter: Any, target: Any, prompt_ids: Sequence[int], reply: Sequence[int], k: int) -> StepReplay:
+    """The greedy speculative loop's steps for ``drafter`` at draft length ``k`` (its own ``propose``: a confidence
+    rule or a lookup works as in the loop) when the target's greedy answer to ``prompt_ids`` is ``reply``: greedy
+    verification keeps the leading drafted tokens equal to the reply, so the target itself need not run. ``target``
+    is only handed to ``drafter.start`` (vocabulary checks). ``computed`` counts the drafter's forward passes where it
+    reports them (``passes``), else its proposals."""
+    prompt, reply = list(prompt_ids), list(reply)
+    with torch.inference_mode():
+        return _replay(drafter, target, prompt, reply, k)
+
+
+def _replay(drafter: Any, target: Any, prompt: list[int], reply: list[int], k: int) -> StepReplay:
+    from albumen.llm.sampling import SamplingConfig
+
+    greedy = SamplingConfig(max_new_tokens=len(reply))
+    n = len(reply)
+    drafter.start(target, prompt, len(prompt) + n + k + 1)
+    t, tokens, accepted = 1, 1, 0  # reply[0] is the prefill's
+    lengths: list[int] = []
+    computed: list[int] = []
+    try:
+        while t < n:
+            kk = min(k, n - t - 1)
+            before = getattr(drafter, "passes", None)
+            proposal = drafter.propose(prompt + reply[:t], kk, greedy, None).tokens if kk > 0 else []
+            run = 0
+            while run < len(proposal) and proposal[run] == reply[t + run]:
+                run += 1
+            lengths.append(len(proposal))
+            computed.append(drafter.passes - before if before is not None else len(proposal))
+            accepted += run
+            tokens += run + 1
+            t += run + 1
+    finally:
+        drafter.finish()
+    return StepReplay(tokens - 1, len(lengths), sum(lengths), accepted, tuple(lengths), tuple(computed))

@@ -3,13 +3,14 @@
 Specs: ``lookup`` (prompt n-grams), ``head`` (the trained head for the target, from ``assets/drafters``),
 ``head:PATH`` (a head file), ``model:NAME`` (a smaller model with the same tokenizer, loaded through ``load``; its
 LM head restricted to the draft vocabulary in ``assets/drafters`` for its tokenizer family when there is one, see
-vocab.py), ``model:NAME:full`` (the whole vocabulary), ``model:NAME:PATH.json`` (another draft vocabulary), and
-chains such as ``lookup+head`` (the first drafter with a proposal wins).
+vocab.py), ``model:NAME:full`` (the whole vocabulary), ``model:NAME:PATH.json`` (another draft vocabulary), any of
+these with ``:pP`` (e.g. ``:p0.4``: a draft stops before a token whose draft probability is below P), and chains such as ``lookup+head`` (the first drafter with a proposal wins).
 This module knows drafter names and where trained heads live; loading models is the caller's ``load`` callable.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -76,11 +77,15 @@ def make_drafter(
         from albumen.llm.speculative.drafters.model import ModelDrafter
         from albumen.llm.speculative.vocab import load_draft_vocab
 
-        name, _, option = arg.rpartition(":") if arg.endswith((":full", ".json")) else (arg, "", "")
+        rest, confidence = arg, 0.0
+        head, _, last = arg.rpartition(":")
+        if head and re.fullmatch(r"p(0?\.\d+)", last):  # ":p0.4": stop drafts before a token the draft doubts
+            rest, confidence = head, float(last[1:])
+        name, _, option = rest.rpartition(":") if rest.endswith((":full", ".json")) else (rest, "", "")
         vocab_path = None if option == "full" else Path(option) if option else default_vocab_path(name)
         vocab = load_draft_vocab(vocab_path) if vocab_path is not None else None
-        return ModelDrafter(load(name), name=f"model:{arg}", vocab=vocab)
-    raise ValueError(f"unknown drafter {spec!r}; use lookup, head, head:PATH, model:NAME[:full|:VOCAB.json] or a "
+        return ModelDrafter(load(name), name=f"model:{arg}", vocab=vocab, min_confidence=confidence)
+    raise ValueError(f"unknown drafter {spec!r}; use lookup, head, head:PATH, model:NAME[:full|:VOCAB.json][:pP] or a "
                      "chain like lookup+head")
 
 

@@ -62,6 +62,11 @@ class ChainDrafter:
         self._stats = [_MemberStats(wait=self.probe_every) for _ in self.drafters]  # kept across sequences
         self._last: tuple[int, int, list[int]] | None = None  # (member, position of its first token, its tokens)
 
+    @property
+    def passes(self) -> int:
+        """The members' draft forward passes (drafters that do not count them add none)."""
+        return sum(getattr(d, "passes", 0) for d in self.drafters)
+
     def start(self, target: Transformer, prompt_ids: Sequence[int], max_seq_len: int) -> None:
         self._last = None
         for d in self.drafters:

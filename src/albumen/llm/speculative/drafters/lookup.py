@@ -38,6 +38,7 @@ class LookupDrafter:
 
     name = "lookup"
     cost = 0.0
+    passes = 0  # no forward passes: proposals are free
 
     def __init__(self, cfg: LookupConfig = LookupConfig()) -> None:
         self.cfg = cfg

@@ -97,8 +97,15 @@ class ModelDrafter:
     """Drafts with a small causal LM that shares the target's vocabulary."""
 
     def __init__(self, model: Transformer, name: str = "model", cost: float | None = None,
-                 vocab: torch.Tensor | None = None) -> None:
+                 vocab: torch.Tensor | None = None, min_confidence: float = 0.0) -> None:
+        if not 0.0 <= min_confidence < 1.0:
+            raise ValueError(f"min_confidence must be in [0, 1), got {min_confidence}")
         self.model = model
+        # Stop a draft before a token whose draft probability (top-1 of the draft's distribution) is below this: an
+        # unsure draft token is usually rejected, and the rows it would add to the verification cost time. The rule
+        # reads only the draft's own distribution, so the acceptance rule stays exact.
+        self.min_confidence = min_confidence
+        self.passes = 0  # draft forward passes so far (one per drafted or confidence-stopped token)
         self.name = name
         self._cost = cost
         self.cost = cost if cost is not None else 0.25
@@ -204,6 +211,9 @@ class ModelDrafter:
         drafted: list[int] = []
         probs: list[torch.Tensor] = []
         for i in range(k):
+            self.passes += 1
+            if self._unsure(logits):
+                break
             token, q = self._choose(logits, cfg, generator)
             if q is not None:
                 probs.append(q)
@@ -213,12 +223,16 @@ class ModelDrafter:
                 self._fed.append(token)
         return Draft(drafted, torch.stack(probs) if probs else None)  # probs: (k, V) when sampling
 
+    def _unsure(self, logits: torch.Tensor) -> bool:
+        """The draft's top-1 probability for the next token (logits (1, V) or (1, Vs)) is below ``min_confidence``."""
+        return self.min_confidence > 0 and float(torch.softmax(logits.float(), -1).amax()) < self.min_confidence
+
 
     def _propose_on_plan(self, tokens: list[int], valid: int, k: int, cfg: SamplingConfig,
                          generator: torch.Generator | None) -> Draft:
         """``propose`` on the decode plan: catch up on tokens[valid:] in blocks of up to 8, then one call per draft."""
         plan, n = self._plan, self._n_ids
-        greedy = cfg.greedy
+        greedy = cfg.greedy and self.min_confidence <= 0  # argmax in C++; the confidence rule needs the logits
         for start in range(valid, len(tokens), 8):
             chunk = tokens[start:start + 8]
             if greedy:
@@ -230,11 +244,15 @@ class ModelDrafter:
         probs: list[torch.Tensor] = []
         base = len(tokens)
         for i in range(k):
+            self.passes += 1
             if greedy:
                 token = int(self._ids[index])
             else:
+                if self._unsure(logits):
+                    break
                 token, q = self._choose(logits, cfg, generator)
-                probs.append(q)
+                if q is not None:
+                    probs.append(q)
             drafted.append(token)
             if i + 1 < k:
                 if greedy:
