@@ -154,7 +154,8 @@ def register(app: typer.Typer) -> None:
                                                           "is thousands of tiny ops, and on a busy machine each "
                                                           "multi-threaded one waits for a descheduled worker."),
         speculative: Optional[str] = typer.Option(
-            None, "--speculative", help="Lossless speculative decoding with a drafter: model:NAME, lookup or head."),
+            None, "--speculative",
+            help="Lossless speculative decoding with a drafter: model:NAME[:pP], lookup, head or a chain (lookup+head)."),
         adapter: Optional[Path] = typer.Option(None, "--adapter", help="A LoRA/DoRA adapter folder (PEFT format) "
                                                                         "to activate on the model."),
         system: Optional[str] = typer.Option(None, "--system", help="A system message (with the chat template)."),

@@ -88,3 +88,17 @@ def test_model_specs_take_a_confidence_rule(tmp_path: Path) -> None:
     assert names == ["x", "x", "qwen2.5-0.5b", "x"]  # the rule is not part of the model's name
     chain = make_drafter("lookup+model:x:p0.3", target, load=load)
     assert chain.drafters[1].min_confidence == 0.3
+
+
+def test_head_specs_take_a_confidence_rule() -> None:
+    from albumen.llm.speculative.factory import default_head_path
+
+    target = tiny_model()
+    path = default_head_path("smollm2-135m")
+    if not path.is_file():
+        pytest.skip("no shipped head")
+    assert make_drafter("head:p0.3", target, "smollm2-135m").min_confidence == 0.3
+    assert make_drafter(f"head:{path}:p0.6", target).min_confidence == 0.6
+    assert make_drafter("head", target, "smollm2-135m").min_confidence == 0.0
+    with pytest.raises(ValueError, match="unknown drafter"):
+        make_drafter("lookup:p0.3", target)

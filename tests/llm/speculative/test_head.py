@@ -234,3 +234,39 @@ def test_head_plan_refuses_bad_input() -> None:
         plan.draft([4, 10**6], torch.zeros(2, dim), 0, 1)
     assert len(plan.draft([4, 5], torch.zeros(2, dim), 0, 3)) == 3
     drafter.finish()
+
+
+def test_head_confidence_rule_is_the_same_on_the_plan_and_modules() -> None:
+    """``min_confidence`` stops a draft before a token the head doubts, in the C++ step as in module calls (same
+    drafts, some cut short, some kept), and the greedy output stays the target's."""
+    from albumen.llm.model import use_decode_kernels
+
+    target = tiny_model(seed=6)
+    with torch.no_grad():
+        target.lm_head.weight.mul_(20.0)  # peaky distributions: confident and unsure drafts both occur
+    prompt = list(range(20, 44))
+    cfg = SamplingConfig(max_new_tokens=30, ignore_eos=True)
+    expected = plain_tokens(target, prompt, cfg)
+    assert list(speculative_decode(target, HeadDrafter(random_head(target, 2), min_confidence=0.7), prompt, cfg,
+                                   SpeculativeConfig(k=4, adaptive=False))) == expected
+    target.setup_caches(1, 128)
+    use_decode_kernels(target)
+    drafters = [HeadDrafter(random_head(target, 2), plan=plan, min_confidence=0.7) for plan in (True, False)]
+    tokens = list(prompt)
+    lengths = []
+    with torch.inference_mode():
+        for d in drafters:
+            d.start(target, tokens, 128)
+        target(torch.tensor([tokens]), torch.arange(len(tokens)))
+        assert drafters[0]._plan is not None
+        for new in expected[:16]:
+            drafts = [d.propose(tokens, 4, cfg, None).tokens for d in drafters]
+            assert drafts[0] == drafts[1]
+            lengths.append(len(drafts[0]))
+            target(torch.tensor([[tokens[-1]]]), torch.tensor([len(tokens) - 1]))  # one verified token per step
+            tokens.append(new)
+        for d in drafters:
+            d.finish()
+    assert min(lengths) < 4 and max(lengths) > 0
+    with pytest.raises(ValueError, match="min_confidence"):
+        HeadDrafter(random_head(target, 2), min_confidence=-0.1)

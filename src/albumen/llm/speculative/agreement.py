@@ -21,7 +21,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["StepReplay", "draft_confidence", "greedy_agreement", "predicted_speedup", "replay_drafter", "simulate_steps"]
+__all__ = ["StepReplay", "draft_confidence", "greedy_agreement", "predicted_speedup", "replay_drafter",
+           "simulate_steps"]
 
 
 def greedy_agreement(logits: torch.Tensor, reply: torch.Tensor, allowed: torch.Tensor | None = None) -> torch.Tensor:
@@ -67,8 +68,8 @@ class StepReplay:
                           self.computed + other.computed)
 
 
-def simulate_steps(agree: Sequence[bool] | torch.Tensor, k: int, confidence: Sequence[float] | torch.Tensor | None = None,
-                   threshold: float = 0.0) -> StepReplay:
+def simulate_steps(agree: Sequence[bool] | torch.Tensor, k: int,
+                   confidence: Sequence[float] | torch.Tensor | None = None, threshold: float = 0.0) -> StepReplay:
     """Replay greedy speculative decoding with draft length ``k`` over the tokens that follow the reply's first
     one (which the prompt's prefill makes), given their per-position draft agreement ``agree``: each step drafts
     min(k, tokens left - 1) tokens (the last token always comes from the target, as in the engine), accepts the leading

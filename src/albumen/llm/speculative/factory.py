@@ -4,7 +4,8 @@ Specs: ``lookup`` (prompt n-grams), ``head`` (the trained head for the target, f
 ``head:PATH`` (a head file), ``model:NAME`` (a smaller model with the same tokenizer, loaded through ``load``; its
 LM head restricted to the draft vocabulary in ``assets/drafters`` for its tokenizer family when there is one, see
 vocab.py), ``model:NAME:full`` (the whole vocabulary), ``model:NAME:PATH.json`` (another draft vocabulary), any of
-these with ``:pP`` (e.g. ``:p0.4``: a draft stops before a token whose draft probability is below P), and chains such as ``lookup+head`` (the first drafter with a proposal wins).
+these with ``:pP`` (e.g. ``:p0.4``: a draft stops before a token whose draft probability is below P), and chains
+such as ``lookup+head`` (the first drafter with a proposal wins).
 This module knows drafter names and where trained heads live; loading models is the caller's ``load`` callable.
 """
 
@@ -61,7 +62,8 @@ def make_drafter(
                              else make_drafter(p, target, target_name, load) for p in parts])
     kind, _, arg = spec.strip().partition(":")
     kind = kind.lower()
-    if kind == "lookup" and not arg:
+    arg, confidence = _confidence_rule(arg)
+    if kind == "lookup" and not arg and not confidence:
         from albumen.llm.speculative.drafters.lookup import LookupDrafter
 
         return LookupDrafter()
@@ -70,23 +72,28 @@ def make_drafter(
 
         path = Path(arg) if arg else default_head_path(target_name)
         head, _ = load_head(path)
-        return HeadDrafter(head)
+        return HeadDrafter(head, min_confidence=confidence)
     if kind == "model" and arg:
         if load is None:
             raise ValueError("model:NAME needs a way to load the draft model")
         from albumen.llm.speculative.drafters.model import ModelDrafter
         from albumen.llm.speculative.vocab import load_draft_vocab
 
-        rest, confidence = arg, 0.0
-        head, _, last = arg.rpartition(":")
-        if head and re.fullmatch(r"p(0?\.\d+)", last):  # ":p0.4": stop drafts before a token the draft doubts
-            rest, confidence = head, float(last[1:])
-        name, _, option = rest.rpartition(":") if rest.endswith((":full", ".json")) else (rest, "", "")
+        name, _, option = arg.rpartition(":") if arg.endswith((":full", ".json")) else (arg, "", "")
         vocab_path = None if option == "full" else Path(option) if option else default_vocab_path(name)
         vocab = load_draft_vocab(vocab_path) if vocab_path is not None else None
         return ModelDrafter(load(name), name=f"model:{arg}", vocab=vocab, min_confidence=confidence)
-    raise ValueError(f"unknown drafter {spec!r}; use lookup, head, head:PATH, model:NAME[:full|:VOCAB.json][:pP] or a "
+    raise ValueError(f"unknown drafter {spec!r}; use lookup, head[:PATH][:pP], model:NAME[:full|:VOCAB.json][:pP] or a "
                      "chain like lookup+head")
+
+
+def _confidence_rule(arg: str) -> tuple[str, float]:
+    """(the rest, P) for an argument ending in ``pP`` (``p0.4``: stop drafts before a token the draft doubts), else
+    (arg, 0.0)."""
+    rest, _, last = arg.rpartition(":")
+    if re.fullmatch(r"p(0?\.\d+)", last):
+        return rest, float(last[1:])
+    return arg, 0.0
 
 
 def describe(stats: SpeculativeStats, plain_tokens_per_s: float | None = None) -> str:

@@ -444,9 +444,10 @@ class HeadPlan : public DecodePlan {
 
   // Catch up on T (>= 1) verified positions pos .. pos+T-1 (row j: the token after position pos+j and the target's
   // feature at pos+j; feats (T, D)), then draft k >= 1 tokens greedily; returns the k target ids. Writes the head's
-  // cache at pos .. pos+T+k-2.
+  // cache at pos .. pos+T+k-2. min_confidence > 0: stop before a token whose probability (the softmax of the head's
+  // logits at its argmax) is below it, so fewer than k ids (or none) may come back.
   std::vector<int64_t> draft(const std::vector<int64_t>& next_tokens, const torch::Tensor& feats, int64_t pos,
-                             int64_t k) {
+                             int64_t k, double min_confidence) {
     const int64_t T = static_cast<int64_t>(next_tokens.size());
     TORCH_CHECK(T >= 1 && k >= 1, "HeadPlan: at least one verified position and one draft token");
     TORCH_CHECK(feats.dim() == 2 && feats.size(0) == T && feats.size(1) == D_ && feats.scalar_type() == dt_ &&
@@ -455,8 +456,8 @@ class HeadPlan : public DecodePlan {
                 " are beyond the cache (", S_, " positions)");
     for (int64_t t : next_tokens)
       TORCH_CHECK(t >= 0 && t < embed_.size(0), "HeadPlan: token ", t, " out of range");
-    if (dt_ == at::kFloat) return run_draft<float>(next_tokens, feats.data_ptr<float>(), pos, k);
-    return run_draft<c10::BFloat16>(next_tokens, feats.data_ptr<c10::BFloat16>(), pos, k);
+    if (dt_ == at::kFloat) return run_draft<float>(next_tokens, feats.data_ptr<float>(), pos, k, min_confidence);
+    return run_draft<c10::BFloat16>(next_tokens, feats.data_ptr<c10::BFloat16>(), pos, k, min_confidence);
   }
 
  private:
@@ -477,8 +478,19 @@ class HeadPlan : public DecodePlan {
     gemm_rows<T>(c, fc_w_.data_ptr<T>(), fc_b_.data_ptr<T>(), x_.data_ptr<T>(), M, D, 2 * D);
   }
 
+  // The softmax probability of logits row 0 at index `best` (its argmax): 1 / sum_j exp(l_j - l_best).
   template <typename T>
-  std::vector<int64_t> run_draft(const std::vector<int64_t>& next_tokens, const T* feats, int64_t pos, int64_t k) {
+  double top_probability(int64_t best) const {
+    const T* l = logits_.data_ptr<T>();
+    const float top = static_cast<float>(l[best]);
+    double sum = 0.0;
+    for (int64_t j = 0; j < V_; ++j) sum += std::exp(static_cast<float>(l[j]) - top);
+    return 1.0 / sum;
+  }
+
+  template <typename T>
+  std::vector<int64_t> run_draft(const std::vector<int64_t>& next_tokens, const T* feats, int64_t pos, int64_t k,
+                                 double min_confidence) {
     const int64_t nrows = static_cast<int64_t>(next_tokens.size()), D = D_, R = albumen_dense::kMaxRows;
     T* x = x_.data_ptr<T>();
     int64_t last = 0;
@@ -493,7 +505,9 @@ class HeadPlan : public DecodePlan {
     std::vector<int64_t> drafted;
     for (int64_t i = 0; i < k; ++i) {
       gemm_rows<T>(f.data(), head_.data_ptr<T>(), nullptr, logits_.data_ptr<T>(), 1, V_, D);
-      const int64_t token = ids[argmax_row(0)];
+      const int64_t best = argmax_row(0);
+      if (min_confidence > 0 && top_probability<T>(best) < min_confidence) break;
+      const int64_t token = ids[best];
       drafted.push_back(token);
       if (i + 1 == k) break;
       fuse<T>(&token, f.data(), 1);
@@ -528,5 +542,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       .def(py::init<torch::Tensor, std::vector<torch::Tensor>, torch::Tensor, torch::Tensor, torch::Tensor,
                     torch::Tensor, torch::Tensor, torch::Tensor, double, int64_t, int64_t>())
       .def("draft", &HeadPlan::draft, "catch up on verified positions, then k greedy draft tokens (target ids)",
-           py::arg("next_tokens"), py::arg("feats"), py::arg("pos"), py::arg("k"));
+           py::arg("next_tokens"), py::arg("feats"), py::arg("pos"), py::arg("k"), py::arg("min_confidence") = 0.0);
 }

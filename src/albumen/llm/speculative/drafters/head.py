@@ -143,8 +143,13 @@ class HeadDrafter:
     name = "head"
 
     def __init__(self, head: DraftHead, cost: float = 0.08, dtype: torch.dtype | None = None,
-                 plan: bool = True) -> None:
+                 plan: bool = True, min_confidence: float = 0.0) -> None:
+        if not 0.0 <= min_confidence < 1.0:
+            raise ValueError(f"min_confidence must be in [0, 1), got {min_confidence}")
         self.head = head.eval()
+        # Stop a draft before a token whose probability under the head (top-1 of its restricted softmax) is below
+        # this; like the draft length, it steers speed only.
+        self.min_confidence = min_confidence
         self.cost = cost
         self.dtype = dtype  # the head's compute dtype; None: the target's. Drafts only steer speed, never output.
         self.use_plan = plan  # greedy drafts in one C++ call (HeadPlan) where the kernels are built
@@ -243,10 +248,13 @@ class HeadDrafter:
             return
         self._feats[input_pos] = self._target.model.norm(out[0]).to(self._feats.dtype)  # (T, D)
 
-    def _logits(self, feat: torch.Tensor) -> torch.Tensor:
-        """Full-vocabulary logits (1, V) with -inf outside the head's vocab: (1, D) -> (1, V)."""
+    def _unsure(self, small: torch.Tensor) -> bool:
+        """The head's top-1 probability over its vocabulary (logits (1, Vd)) is below ``min_confidence``."""
+        return self.min_confidence > 0 and float(torch.softmax(small.float(), -1).amax()) < self.min_confidence
+
+    def _logits(self, small: torch.Tensor) -> torch.Tensor:
+        """Full-vocabulary logits (1, V) with -inf outside the head's vocab, from the head's logits (1, Vd)."""
         assert self._target is not None
-        small = self._lm(feat)  # (1, Vd)
         full = torch.full((1, self._target.args.vocab_size), float("-inf"), dtype=torch.float32)
         return full.index_copy_(1, self.head.vocab, small.float())
 
@@ -263,7 +271,8 @@ class HeadDrafter:
             same += 1
         start = max(0, min(same - 1, last - 1))  # always run at least one true-feature position
         if cfg.greedy and self._plan is not None:  # the same drafts in one C++ call
-            drafted = self._plan.draft(tokens[start + 1 : last + 1], self._feats[start:last], start, k)
+            drafted = self._plan.draft(tokens[start + 1 : last + 1], self._feats[start:last], start, k,
+                                       self.min_confidence)
             self._fed = tokens
             return Draft(list(drafted))
         embed = self._target.model.embed_tokens
@@ -275,10 +284,13 @@ class HeadDrafter:
         drafted: list[int] = []
         probs: list[torch.Tensor] = []
         for i in range(k):
+            small = self._lm(feat)  # (1, Vd)
+            if self._unsure(small):
+                break
             if cfg.greedy:  # greedy verification never reads q: skip the full-vocabulary distribution
-                token = int(self.head.vocab[int(self._lm(feat).argmax(-1))])
+                token = int(self.head.vocab[int(small.argmax(-1))])
             else:
-                q = logits_to_probs(self._logits(feat), cfg)  # (1, V)
+                q = logits_to_probs(self._logits(small), cfg)  # (1, V)
                 token = int(torch.multinomial(q, 1, generator=generator))
                 probs.append(q[0])
             drafted.append(token)
