@@ -6,12 +6,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from albumen.llm.generate import _prompt_ids, generate_tokens
 from albumen.llm.loading import load_model
 from albumen.llm.sampling import SamplingConfig
-from albumen.llm.speculative.distill import examples_from, export_student, teacher_data, train_student
+from albumen.llm.speculative.distill import (
+    examples_from,
+    export_student,
+    teacher_data,
+    teacher_labels,
+    train_student,
+)
 from albumen.llm.testing import save_tiny_folder
 from albumen.llm.train.data import IGNORE
 from albumen.llm.train.sft import SFTConfig
@@ -70,3 +77,36 @@ def test_distilled_student_agrees_more_with_its_teacher(tmp_path: Path) -> None:
     after = load_model(tmp_path / "draft-int8")[0]
     held = [f"tale {i} of {w}" for i, w in enumerate(["cats", "rain", "hills"])]
     assert _agreement(after, teacher, tok, held) > _agreement(before, teacher, tok, held) + 0.1
+
+
+def test_labels_are_the_label_models_choice_after_each_prefix(tmp_path: Path) -> None:
+    """The label stage relabels answers with another model's greedy choice after every prefix (resumable, sharded);
+    training rows then learn those labels on the same text, and records without labels are left out."""
+    teacher, tok = load_model(save_tiny_folder(tmp_path / "teacher", seed=1))
+    root = tmp_path / "distill"
+    teacher_data(teacher, tok, PROMPTS[:6], root / "teacher-0.jsonl", 5, 8, log=lambda s: None)
+    records = [json.loads(line) for line in (root / "teacher-0.jsonl").read_text().splitlines()]
+    # the teacher itself as the label model: its labels are its own answers (fp32, greedy)
+    same = teacher_labels(teacher, records, root / "self.jsonl", 5, log=lambda s: None)
+    assert same["labelled"] == 6 and same["equal_to_answer"] == 1.0
+    other, _ = load_model(save_tiny_folder(tmp_path / "other", seed=3))
+    a = teacher_labels(other, records, root / "labels-0.jsonl", 5, log=lambda s: None, shard=(0, 2))
+    b = teacher_labels(other, records, root / "labels-1.jsonl", 5, log=lambda s: None, shard=(1, 2))
+    assert a["labelled"] + b["labelled"] == 6 and a["equal_to_answer"] < 1.0
+    assert teacher_labels(other, records, root / "labels-0.jsonl", 5, log=lambda s: None,
+                          shard=(0, 2))["labelled"] == 0  # resumed: nothing left
+    labels = {json.loads(x)["index"]: json.loads(x)["labels"]
+              for f in ("labels-0.jsonl", "labels-1.jsonl") for x in (root / f).read_text().splitlines()}
+    rec = records[0]
+    reply = rec["reply_ids"] + ([rec["eos"]] if rec.get("eos") is not None else [])
+    ids = torch.tensor([rec["prompt_ids"] + reply[:-1]])
+    with torch.inference_mode():
+        expected = other(ids)[0, len(rec["prompt_ids"]) - 1:].argmax(-1).tolist()
+    assert labels[rec["index"]] == expected
+    rows = examples_from(records, labels)
+    assert len(rows) == 6
+    assert rows[0].input_ids == rec["prompt_ids"] + reply
+    assert rows[0].labels == [IGNORE] * len(rec["prompt_ids"]) + expected
+    assert len(examples_from(records, {rec["index"]: expected})) == 1  # unlabelled records are left out
+    with pytest.raises(ValueError, match="labels for"):
+        examples_from(records, {rec["index"]: expected[:-1]})

@@ -3,15 +3,18 @@ https://arxiv.org/abs/2310.08461): the target answers the training prompts greed
 answers token for token with a LoRA adapter, and the adapter is merged and the draft quantized for drafting.
 
     python -m albumen.llm.speculative.distill data --teacher build/speculative/quant/qwen2.5-1.5b-int4 --minutes 20
-    python -m albumen.llm.speculative.distill train --student qwen2.5-0.5b --minutes 30
+    python -m albumen.llm.speculative.distill label --teacher qwen2.5-1.5b --dtype bfloat16 --minutes 20   # optional
+    python -m albumen.llm.speculative.distill train --student qwen2.5-0.5b --minutes 30 [--labels]
     python -m albumen.llm.speculative.distill export --student qwen2.5-0.5b --out build/speculative/quant/qwen2.5-0.5b-distilled-int4
 
 Greedy verification accepts a draft token exactly when it is the target's argmax, so the draft's job is to predict the
 target's greedy choices: training on the target's own greedy answers (not on human text) is what raises acceptance.
 Prompts come from the train split of ``prompts.py`` (disjoint from the benchmark's). Every stage is resumable and
 bounded by ``--minutes``: ``data`` appends to a JSONL file (one record per prompt, with the token ids, so the student
-learns the teacher's exact tokens) and skips prompts already answered; ``train`` continues from its last checkpoint
-(``albumen.llm.train.sft``); ``export`` folds the adapter into a float copy of the student and quantizes it.
+learns the teacher's exact tokens) and skips prompts already answered; ``label`` (optional) relabels those answers with
+the target's own greedy choice after every prefix, in one causal pass per answer (answers from an int4 copy of the
+target are made fast; the bf16 target's labels are what its verification will accept); ``train`` continues from its
+last checkpoint (``albumen.llm.train.sft``); ``export`` folds the adapter into a float copy of the student and quantizes it.
 """
 
 from __future__ import annotations
@@ -89,19 +92,69 @@ def _records(paths: Iterable[Path]) -> list[dict[str, Any]]:
     return out
 
 
-def examples_from(records: Sequence[dict[str, Any]]) -> list[Example]:
-    """The teacher's answers as training examples: loss on the reply ids (and its EOS), not on the prompt."""
+def examples_from(records: Sequence[dict[str, Any]], labels: dict[int, list[int]] | None = None) -> list[Example]:
+    """The teacher's answers as training examples: loss on the reply ids (and its EOS), not on the prompt. With
+    ``labels`` (record index -> one label per reply position, from ``teacher_labels``) the targets are those labels
+    (another model's greedy choice after each prefix of the same text) and records without labels are left out."""
     rows = []
     for rec in records:
         reply = list(rec["reply_ids"]) + ([rec["eos"]] if rec.get("eos") is not None else [])
         if not reply:
             continue
-        rows.append(Example(list(rec["prompt_ids"]) + reply, [IGNORE] * len(rec["prompt_ids"]) + reply))
+        targets = reply
+        if labels is not None:
+            if rec["index"] not in labels:
+                continue
+            targets = list(labels[rec["index"]])
+            if len(targets) != len(reply):
+                raise ValueError(f"record {rec['index']}: {len(targets)} labels for {len(reply)} reply tokens")
+        rows.append(Example(list(rec["prompt_ids"]) + reply, [IGNORE] * len(rec["prompt_ids"]) + targets))
     return rows
 
 
+@torch.inference_mode()
+def teacher_labels(model: Any, records: Sequence[dict[str, Any]], out: Path, minutes: float,
+                   log: Callable[[str], None] = print, shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:
+    """Relabel answers with ``model``'s greedy choice after every prefix (one causal pass per answer, several times
+    faster than generating): append {"index", "labels"} to ``out``, one label per reply position (and its EOS), and
+    skip records already there. Answers written by a quantized copy of the target, relabelled by the target itself,
+    teach the draft the target's own choices on text close to the target's. ``shard`` as in ``teacher_data``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = {rec["index"] for rec in _records([out])}
+    todo = [r for n, r in enumerate(sorted(records, key=lambda r: r["index"]))
+            if n % shard[1] == shard[0] and r["index"] not in done]
+    t0 = time.perf_counter()
+    made = same = labelled = 0
+    with out.open("a", encoding="utf-8") as f:
+        for rec in todo:
+            if time.perf_counter() - t0 > minutes * 60:
+                break
+            prompt = list(rec["prompt_ids"])
+            reply = list(rec["reply_ids"]) + ([rec["eos"]] if rec.get("eos") is not None else [])
+            if not reply:
+                continue
+            ids = torch.tensor([prompt + reply[:-1]])
+            if getattr(model, "has_caches", False):
+                model.clear_caches()
+            picks = model(ids)[0, len(prompt) - 1:].argmax(-1).tolist()  # the choice after each prefix
+            f.write(json.dumps({"index": rec["index"], "labels": picks}) + "\n")
+            f.flush()
+            made += len(picks)
+            same += sum(a == b for a, b in zip(picks, reply))
+            labelled += 1
+            if labelled % 20 == 0:
+                log(f"{labelled} answers, {made} labels ({made / (time.perf_counter() - t0):.0f} labels/s), "
+                    f"{same / made:.1%} equal to the answer's own tokens")
+    return {"labelled": labelled, "labels": made, "equal_to_answer": same / made if made else None,
+            "seconds": round(time.perf_counter() - t0, 1), "remaining": len(todo) - labelled}
+
+
+def _labels(paths: Iterable[Path]) -> dict[int, list[int]]:
+    return {rec["index"]: rec["labels"] for rec in _records(paths)}
+
+
 def train_student(student: str, data: Sequence[Path], work: Path, minutes: float, config: SFTConfig = RECIPE,
-                  heldout: int = 16) -> dict[str, Any]:
+                  heldout: int = 16, labels: Sequence[Path] = ()) -> dict[str, Any]:
     """Train (or continue) the draft's LoRA adapter on the teacher's answers; the adapter ends in ``work``."""
     from albumen.llm.adapters.qlora import quantize_targets
     from albumen.llm.adapters.registry import AdapterRegistry
@@ -109,7 +162,7 @@ def train_student(student: str, data: Sequence[Path], work: Path, minutes: float
     from albumen.llm.train.sft import train_sft
 
     records = sorted(_records(data), key=lambda r: (r["index"], r["prompt"]))
-    rows = examples_from(records)
+    rows = examples_from(records, _labels(labels) if labels else None)
     if len(rows) <= heldout:
         raise SystemExit(f"{[str(p) for p in data]}: {len(rows)} answers; run the data stage first")
     model, tok = load_model(student, dtype=torch.float32)
@@ -170,8 +223,10 @@ def _prompts(facts: Path, grounded: int, open_: int) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("stage", choices=["data", "train", "export"])
-    p.add_argument("--teacher", default="qwen2.5-1.5b", help="data: the target (preset or checkpoint folder)")
+    p.add_argument("stage", choices=["data", "label", "train", "export"])
+    p.add_argument("--teacher", default="qwen2.5-1.5b", help="data/label: the target (preset or checkpoint folder)")
+    p.add_argument("--labels", action="store_true",
+                   help="train: learn the labels of the label stage (labels-*.jsonl) instead of the answers' tokens")
     p.add_argument("--dtype", default="bfloat16", help="data: the teacher's float dtype")
     p.add_argument("--student", default="qwen2.5-0.5b", help="train/export: the draft model's preset or folder")
     p.add_argument("--facts", default="assets/titles/facts.jsonl")
@@ -201,8 +256,24 @@ def main(argv: Sequence[str] | None = None) -> None:
         summary = teacher_data(model, tok, prompts, root / f"teacher-{i}.jsonl", args.minutes, args.max_new_tokens,
                                log=lambda line: print(line, flush=True), shard=(i, n))
         print(json.dumps(summary))
+    elif args.stage == "label":
+        from albumen.llm.loading import load_model
+
+        i, n = (int(x) for x in args.shard.split("/"))
+        if not 0 <= i < n:
+            raise SystemExit(f"--shard {args.shard}: expected i/n with 0 <= i < n")
+        records = _records(sorted(root.glob("teacher-*.jsonl")))
+        if not records:
+            raise SystemExit(f"{root}: no teacher-*.jsonl; run the data stage first")
+        model, _ = load_model(args.teacher, args.dtype)
+        print(json.dumps(teacher_labels(model, records, root / f"labels-{i}.jsonl", args.minutes,
+                                        log=lambda line: print(line, flush=True), shard=(i, n))))
     elif args.stage == "train":
-        print(json.dumps(train_student(args.student, sorted(root.glob("teacher-*.jsonl")), work, args.minutes)))
+        labels = sorted(root.glob("labels-*.jsonl")) if args.labels else []
+        if args.labels and not labels:
+            raise SystemExit(f"{root}: no labels-*.jsonl; run the label stage first")
+        print(json.dumps(train_student(args.student, sorted(root.glob("teacher-*.jsonl")), work, args.minutes,
+                                       labels=labels)))
     else:
         if not args.out:
             raise SystemExit("export: --out FOLDER")
