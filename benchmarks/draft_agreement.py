@@ -208,7 +208,8 @@ def main() -> None:
         for r in live:
             print(f"{r['set']:9} {r['draft'][-55:]:55} " + " ".join(
                 f"k={k} {e['tokens_per_step']:.2f}/{e['mean_draft']:.1f}/{e['passes_per_step']:.1f}"
-                + (f"/{e['predicted_speedup']:.2f}x" if "predicted_speedup" in e else "") for k, e in r["by_k"].items()))
+                + (f"/{e['predicted_speedup']:.2f}x" if "predicted_speedup" in e else "")
+                for k, e in r["by_k"].items()))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1) + "\n")
