@@ -14,8 +14,9 @@ compare here on exactly the same text, with no timing noise; speed needs the cos
 per token, verification ratios for 1..8 rows) turns tokens per step into a predicted speed-up at each k.
 ``--thresholds`` replays a confidence rule as well: draft (up to ``--k-max``) while the draft's top-1 probability
 stays at or above the threshold (teacher-forced: after a wrong draft token the draft is assumed to go on to k).
-``--live model:NAME:p0.4,lookup+model:NAME`` replays real drafters, each on its own text after a miss
-(speculative/agreement.replay_drafter): the loop's exact steps for any drafter policy, the target not run.
+``--live model:NAME:p0.4,lookup+model:NAME,head:p0.5`` replays real drafters, each on its own text after a miss
+(speculative/agreement.replay_drafter): the loop's exact steps for any drafter policy, the target run once per answer
+only where a head needs its hidden states.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from albumen.llm.generate import _prompt_ids, generate_tokens
 from albumen.llm.loading import load_model
 from albumen.llm.sampling import SamplingConfig
 from albumen.llm.speculative.agreement import (StepReplay, draft_confidence, greedy_agreement, predicted_speedup,
-                                               replay_drafter, simulate_steps)
+                                               replay_drafter, simulate_steps, target_features)
 from albumen.llm.speculative.factory import default_vocab_path, make_drafter
 from albumen.llm.speculative.prompts import grounded_prompts, open_prompts
 from albumen.llm.speculative.vocab import load_draft_vocab
@@ -132,14 +133,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 cache[name] = load_model(name, args.dtype)[0]
             return cache[name]
 
+        feats: dict[tuple[str, int], torch.Tensor] = {}  # the target's features along each answer, for heads
+
+        def features(set_name: str, i: int, rec: dict[str, Any]) -> torch.Tensor:
+            if (set_name, i) not in feats:
+                feats[set_name, i] = target_features(target, rec["prompt_ids"] + rec["reply_ids"][:-1])
+            return feats[set_name, i]
+
         for spec in live:
             for set_name, recs in replies.items():
                 row = {"draft": f"live {spec}", "set": set_name, "by_k": {}}
                 for k in [int(x) for x in args.live_ks.split(",")]:
                     drafter = make_drafter(spec, target, args.target, load)
                     t0 = time.perf_counter()
-                    r = sum((replay_drafter(drafter, target, rec["prompt_ids"], rec["reply_ids"], k) for rec in recs),
-                            StepReplay(0, 0, 0, 0))
+                    r = sum((replay_drafter(drafter, target, rec["prompt_ids"], rec["reply_ids"], k,
+                                            features(set_name, i, rec) if "head" in spec else None)
+                             for i, rec in enumerate(recs)), StepReplay(0, 0, 0, 0))
                     entry = {"tokens_per_step": r.tokens_per_step, "acceptance": r.acceptance if r.drafted else None,
                              "mean_draft": r.drafted / r.steps, "passes_per_step": sum(r.computed) / r.steps,
                              "draft_ms_per_pass": 1e3 * (time.perf_counter() - t0) / max(1, sum(r.computed))}

@@ -16,6 +16,7 @@ from albumen.llm.speculative.agreement import (
     predicted_speedup,
     replay_drafter,
     simulate_steps,
+    target_features,
 )
 from albumen.llm.speculative.decode import SpeculativeStats, speculative_decode
 from albumen.llm.speculative.drafters.model import ModelDrafter
@@ -151,3 +152,33 @@ def test_confidence_rule_keeps_greedy_identical_and_drafts_less() -> None:
         assert out == reply
     with pytest.raises(ValueError, match="min_confidence"):
         ModelDrafter(draft, min_confidence=1.0)
+
+
+def test_live_replay_of_a_head_matches_the_speculative_loop() -> None:
+    """A head replayed on the target's features along its answer (target_features) makes the loop's steps; which
+    drafts the confidence rule cuts depends on those features (zeros instead change them)."""
+    from albumen.llm.speculative.drafters.head import HeadDrafter
+
+    from .test_head import random_head
+
+    target = tiny_model(seed=6)
+    with torch.no_grad():
+        target.lm_head.weight.mul_(20.0)  # confident and unsure drafts both occur
+    prompt = list(range(20, 44))
+    cfg = SamplingConfig(max_new_tokens=30, ignore_eos=True)
+    reply = plain_tokens(target, prompt, cfg)
+    stats = SpeculativeStats()
+    got = list(speculative_decode(target, HeadDrafter(random_head(target, 2), min_confidence=0.5), prompt, cfg,
+                                  SpeculativeConfig(k=3, adaptive=False), stats=stats))
+    assert got == reply
+    feats = target_features(target, prompt + reply[:-1])
+    assert feats.shape == (len(prompt) + len(reply) - 1, target.args.dim)
+    r = replay_drafter(HeadDrafter(random_head(target, 2), min_confidence=0.5), target, prompt, reply, 3,
+                       features=feats)
+    assert (r.steps, r.drafted, r.accepted, r.lengths) == (stats.target_steps, stats.drafted, stats.accepted,
+                                                           tuple(stats.draft_lengths))
+    assert 0 < r.drafted < 3 * (r.steps - 1)  # some drafts cut short, some not
+    assert sum(r.computed) > r.drafted  # a cut draft paid for the pass that doubted
+    blind = replay_drafter(HeadDrafter(random_head(target, 2), min_confidence=0.5), target, prompt, reply, 3,
+                           features=torch.zeros_like(feats))
+    assert blind.lengths != r.lengths

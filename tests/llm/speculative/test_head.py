@@ -268,5 +268,6 @@ def test_head_confidence_rule_is_the_same_on_the_plan_and_modules() -> None:
         for d in drafters:
             d.finish()
     assert min(lengths) < 4 and max(lengths) > 0
+    assert drafters[0].passes == drafters[1].passes > sum(lengths)  # the same passes paid, stopped ones included
     with pytest.raises(ValueError, match="min_confidence"):
         HeadDrafter(random_head(target, 2), min_confidence=-0.1)

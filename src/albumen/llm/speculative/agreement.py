@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 __all__ = ["StepReplay", "draft_confidence", "greedy_agreement", "predicted_speedup", "replay_drafter",
-           "simulate_steps"]
+           "simulate_steps", "target_features"]
 
 
 def greedy_agreement(logits: torch.Tensor, reply: torch.Tensor, allowed: torch.Tensor | None = None) -> torch.Tensor:
@@ -123,23 +123,46 @@ def predicted_speedup(replay: StepReplay, plain_ms: float, draft_ms: float, veri
     return plain_ms * replay.tokens / spent if spent else 1.0
 
 
-def replay_drafter(drafter: Any, target: Any, prompt_ids: Sequence[int], reply: Sequence[int], k: int) -> StepReplay:
+@torch.inference_mode()
+def target_features(target: Any, ids: Sequence[int]) -> torch.Tensor:
+    """The target's final normed hidden states (T, D) over ``ids`` in one causal pass (what a head drafter reads)."""
+    captured: list[torch.Tensor] = []
+    hook = target.model.layers[-1].register_forward_hook(lambda m, a, out: captured.append(target.model.norm(out[0])))
+    try:
+        if getattr(target, "has_caches", False):
+            target.clear_caches()
+        target(torch.tensor([list(ids)]), last_only=True)
+    finally:
+        hook.remove()
+    return captured[0]
+
+
+def replay_drafter(drafter: Any, target: Any, prompt_ids: Sequence[int], reply: Sequence[int], k: int,
+                   features: torch.Tensor | None = None) -> StepReplay:
     """The greedy speculative loop's steps for ``drafter`` at draft length ``k`` (its own ``propose``: a confidence
     rule or a lookup works as in the loop) when the target's greedy answer to ``prompt_ids`` is ``reply``: greedy
     verification keeps the leading drafted tokens equal to the reply, so the target itself need not run. ``target``
     is only handed to ``drafter.start`` (vocabulary checks). ``computed`` counts the drafter's forward passes where it
-    reports them (``passes``), else its proposals."""
+    reports them (``passes``), else its proposals. ``features`` (``target_features`` over prompt + reply[:-1]) feed a
+    drafter that reads the target's hidden states (the head, through ``observe``): accepted tokens are the reply's,
+    so their features are the target's along the reply."""
     prompt, reply = list(prompt_ids), list(reply)
     with torch.inference_mode():
-        return _replay(drafter, target, prompt, reply, k)
+        return _replay(drafter, target, prompt, reply, k, features)
 
 
-def _replay(drafter: Any, target: Any, prompt: list[int], reply: list[int], k: int) -> StepReplay:
+def _replay(drafter: Any, target: Any, prompt: list[int], reply: list[int], k: int,
+            features: torch.Tensor | None) -> StepReplay:
     from albumen.llm.sampling import SamplingConfig
 
     greedy = SamplingConfig(max_new_tokens=len(reply))
     n = len(reply)
     drafter.start(target, prompt, len(prompt) + n + k + 1)
+    observe = getattr(drafter, "observe", None)  # a chain has it as a property, None without a head
+    if features is not None and callable(observe):
+        if callable(getattr(drafter, "release", None)):
+            drafter.release()  # the target does not run here: nothing for a hook to watch
+        observe(0, features)
     t, tokens, accepted = 1, 1, 0  # reply[0] is the prefill's
     lengths: list[int] = []
     computed: list[int] = []

@@ -150,6 +150,7 @@ class HeadDrafter:
         # Stop a draft before a token whose probability under the head (top-1 of its restricted softmax) is below
         # this; like the draft length, it steers speed only.
         self.min_confidence = min_confidence
+        self.passes = 0  # head forward passes so far (one per drafted or confidence-stopped token)
         self.cost = cost
         self.dtype = dtype  # the head's compute dtype; None: the target's. Drafts only steer speed, never output.
         self.use_plan = plan  # greedy drafts in one C++ call (HeadPlan) where the kernels are built
@@ -273,6 +274,7 @@ class HeadDrafter:
         if cfg.greedy and self._plan is not None:  # the same drafts in one C++ call
             drafted = self._plan.draft(tokens[start + 1 : last + 1], self._feats[start:last], start, k,
                                        self.min_confidence)
+            self.passes += len(drafted) + (1 if len(drafted) < k else 0)  # a stopped draft paid one more pass
             self._fed = tokens
             return Draft(list(drafted))
         embed = self._target.model.embed_tokens
@@ -284,6 +286,7 @@ class HeadDrafter:
         drafted: list[int] = []
         probs: list[torch.Tensor] = []
         for i in range(k):
+            self.passes += 1
             small = self._lm(feat)  # (1, Vd)
             if self._unsure(small):
                 break
