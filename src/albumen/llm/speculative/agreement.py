@@ -5,9 +5,9 @@ draft agrees its own prefix is the target's. So one teacher-forced pass of the d
 decides every step of greedy speculative decoding: ``agree[t]`` says whether the draft's argmax after ``reply[:t]``
 is ``reply[t]``, and a step that starts at ``t`` with draft length ``k`` accepts the run of agreements
 ``agree[t:t + k]`` and adds the target's own token (``reply[0]`` comes from the prefill, so steps replay
-``agree[1:]``). ``simulate_steps`` replays that exactly, so tokens per target step
-at any fixed k come out free of the run-to-run timing noise that the speed benchmark carries; with measured step costs
-they predict the speed-up (``predicted_speedup``). With the draft's confidence per position the replay also tries a
+``agree[1:]``). ``simulate_steps`` replays that exactly, so tokens per target step at any fixed k come out free of
+the run-to-run timing noise that the speed benchmark carries; with measured step costs they predict the speed-up
+(``predicted_speedup``). With the draft's confidence per position the replay also tries a
 stopping rule: draft while the draft's top-1 probability stays above a threshold. ``replay_drafter`` runs a real
 drafter (any policy, a confidence rule included, on its own text after a miss) against the target's cached greedy
 reply: the same steps as the speculative loop, without running the target.
@@ -163,7 +163,7 @@ def _replay(drafter: Any, target: Any, prompt: list[int], reply: list[int], k: i
         if callable(getattr(drafter, "release", None)):
             drafter.release()  # the target does not run here: nothing for a hook to watch
         observe(0, features)
-    t, tokens, accepted = 1, 1, 0  # reply[0] is the prefill's
+    t, tokens, accepted = 1, 0, 0  # reply[0] is the prefill's: steps make reply[1:]
     lengths: list[int] = []
     computed: list[int] = []
     try:
@@ -181,4 +181,4 @@ def _replay(drafter: Any, target: Any, prompt: list[int], reply: list[int], k: i
             t += run + 1
     finally:
         drafter.finish()
-    return StepReplay(tokens - 1, len(lengths), sum(lengths), accepted, tuple(lengths), tuple(computed))
+    return StepReplay(tokens, len(lengths), sum(lengths), accepted, tuple(lengths), tuple(computed))
