@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -154,7 +155,7 @@ def _labels(paths: Iterable[Path]) -> dict[int, list[int]]:
 
 
 def train_student(student: str, data: Sequence[Path], work: Path, minutes: float, config: SFTConfig = RECIPE,
-                  heldout: int = 16, labels: Sequence[Path] = ()) -> dict[str, Any]:
+                  heldout: int = 16, labels: Sequence[Path] = (), adapter: AdapterConfig = ADAPTER) -> dict[str, Any]:
     """Train (or continue) the draft's LoRA adapter on the teacher's answers; the adapter ends in ``work``."""
     from albumen.llm.adapters.qlora import quantize_targets
     from albumen.llm.adapters.registry import AdapterRegistry
@@ -166,10 +167,10 @@ def train_student(student: str, data: Sequence[Path], work: Path, minutes: float
     if len(rows) <= heldout:
         raise SystemExit(f"{[str(p) for p in data]}: {len(rows)} answers; run the data stage first")
     model, tok = load_model(student, dtype=torch.float32)
-    quantize_targets(model, ADAPTER.target_modules, "bf16")  # frozen base in bf16 (the adapter stays fp32)
+    quantize_targets(model, adapter.target_modules, "bf16")  # frozen base in bf16 (the adapter stays fp32)
     reg = AdapterRegistry(model)
     torch.manual_seed(config.seed)
-    reg.add("draft", ADAPTER)
+    reg.add("draft", adapter)
     res = train_sft(model, reg, "draft", rows[heldout:], config, work, pad_id=tok.eos_ids[0],
                     eval_rows=rows[:heldout], on_log=lambda rec: print(json.dumps(rec), flush=True),
                     time_limit_s=minutes * 60)
@@ -238,6 +239,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--work", default=None, help="train/export: the adapter's checkpoint folder (default DIR/train)")
     p.add_argument("--out", default=None, help="export: the quantized draft's folder")
     p.add_argument("--scheme", default="int4-g32-all", help="export: quantization scheme")
+    p.add_argument("--rank", type=int, default=ADAPTER.r, help="train: the adapter's rank (alpha = 2 x rank)")
     p.add_argument("--minutes", type=float, default=10.0)
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--threads", type=int, default=1)
@@ -272,8 +274,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         labels = sorted(root.glob("labels-*.jsonl")) if args.labels else []
         if args.labels and not labels:
             raise SystemExit(f"{root}: no labels-*.jsonl; run the label stage first")
+        adapter = replace(ADAPTER, r=args.rank, alpha=2.0 * args.rank)
         print(json.dumps(train_student(args.student, sorted(root.glob("teacher-*.jsonl")), work, args.minutes,
-                                       labels=labels)))
+                                       labels=labels, adapter=adapter)))
     else:
         if not args.out:
             raise SystemExit("export: --out FOLDER")
