@@ -14,7 +14,8 @@ bounded by ``--minutes``: ``data`` appends to a JSONL file (one record per promp
 learns the teacher's exact tokens) and skips prompts already answered; ``label`` (optional) relabels those answers with
 the target's own greedy choice after every prefix, in one causal pass per answer (answers from an int4 copy of the
 target are made fast; the bf16 target's labels are what its verification will accept); ``train`` continues from its
-last checkpoint (``albumen.llm.train.sft``); ``export`` folds the adapter into a float copy of the student and quantizes it.
+last checkpoint (``albumen.llm.train.sft``); ``export`` folds the adapter into a float copy of the student and
+quantizes it.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -93,13 +94,18 @@ def _records(paths: Iterable[Path]) -> list[dict[str, Any]]:
     return out
 
 
+def _reply(rec: dict[str, Any]) -> list[int]:
+    """A record's answer ids and its EOS, if it stopped there."""
+    return list(rec["reply_ids"]) + ([rec["eos"]] if rec.get("eos") is not None else [])
+
+
 def examples_from(records: Sequence[dict[str, Any]], labels: dict[int, list[int]] | None = None) -> list[Example]:
     """The teacher's answers as training examples: loss on the reply ids (and its EOS), not on the prompt. With
     ``labels`` (record index -> one label per reply position, from ``teacher_labels``) the targets are those labels
     (another model's greedy choice after each prefix of the same text) and records without labels are left out."""
     rows = []
     for rec in records:
-        reply = list(rec["reply_ids"]) + ([rec["eos"]] if rec.get("eos") is not None else [])
+        reply = _reply(rec)
         if not reply:
             continue
         targets = reply
@@ -130,8 +136,7 @@ def teacher_labels(model: Any, records: Sequence[dict[str, Any]], out: Path, min
         for rec in todo:
             if time.perf_counter() - t0 > minutes * 60:
                 break
-            prompt = list(rec["prompt_ids"])
-            reply = list(rec["reply_ids"]) + ([rec["eos"]] if rec.get("eos") is not None else [])
+            prompt, reply = list(rec["prompt_ids"]), _reply(rec)
             if not reply:
                 continue
             ids = torch.tensor([prompt + reply[:-1]])

@@ -16,7 +16,7 @@ import torch
 from albumen.llm.model import Transformer
 from albumen.llm.sampling import SamplingConfig
 
-__all__ = ["Draft", "Drafter"]
+__all__ = ["Draft", "Drafter", "unsure"]
 
 
 @dataclass
@@ -33,6 +33,12 @@ class Draft:
 
     def __len__(self) -> int:
         return len(self.tokens)
+
+
+def unsure(logits: torch.Tensor, min_confidence: float) -> bool:
+    """A drafter's confidence rule: the top-1 probability of the draft's next-token logits (1, V) is below
+    ``min_confidence`` (never, at 0). It reads only the draft's own distribution, so drafts stay exact."""
+    return min_confidence > 0 and float(torch.softmax(logits.float(), -1).amax()) < min_confidence
 
 
 class Drafter(Protocol):

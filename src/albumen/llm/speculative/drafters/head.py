@@ -26,7 +26,7 @@ from torch import nn
 
 from albumen.llm.model import DecoderLayer, ModelArgs, Transformer, rope_cos_sin, use_decode_linears
 from albumen.llm.sampling import SamplingConfig, logits_to_probs
-from albumen.llm.speculative.drafters.base import Draft
+from albumen.llm.speculative.drafters.base import Draft, unsure
 
 __all__ = ["DraftHead", "HeadConfig", "HeadDrafter", "head_weight", "load_head", "save_head"]
 
@@ -249,10 +249,6 @@ class HeadDrafter:
             return
         self._feats[input_pos] = self._target.model.norm(out[0]).to(self._feats.dtype)  # (T, D)
 
-    def _unsure(self, small: torch.Tensor) -> bool:
-        """The head's top-1 probability over its vocabulary (logits (1, Vd)) is below ``min_confidence``."""
-        return self.min_confidence > 0 and float(torch.softmax(small.float(), -1).amax()) < self.min_confidence
-
     def _logits(self, small: torch.Tensor) -> torch.Tensor:
         """Full-vocabulary logits (1, V) with -inf outside the head's vocab, from the head's logits (1, Vd)."""
         assert self._target is not None
@@ -288,7 +284,7 @@ class HeadDrafter:
         for i in range(k):
             self.passes += 1
             small = self._lm(feat)  # (1, Vd)
-            if self._unsure(small):
+            if unsure(small, self.min_confidence):
                 break
             if cfg.greedy:  # greedy verification never reads q: skip the full-vocabulary distribution
                 token = int(self.head.vocab[int(small.argmax(-1))])

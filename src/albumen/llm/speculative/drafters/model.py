@@ -22,7 +22,7 @@ from torch import nn
 
 from albumen.llm.model import Transformer, use_decode_linears
 from albumen.llm.sampling import SamplingConfig, logits_to_probs
-from albumen.llm.speculative.drafters.base import Draft
+from albumen.llm.speculative.drafters.base import Draft, unsure
 
 __all__ = ["ModelDrafter", "parameter_cost", "restrict_vocab"]
 
@@ -212,7 +212,7 @@ class ModelDrafter:
         probs: list[torch.Tensor] = []
         for i in range(k):
             self.passes += 1
-            if self._unsure(logits):
+            if unsure(logits, self.min_confidence):
                 break
             token, q = self._choose(logits, cfg, generator)
             if q is not None:
@@ -222,10 +222,6 @@ class ModelDrafter:
                 logits = self.model(torch.tensor([[token]]), torch.tensor([base + i]))[:, -1]
                 self._fed.append(token)
         return Draft(drafted, torch.stack(probs) if probs else None)  # probs: (k, V) when sampling
-
-    def _unsure(self, logits: torch.Tensor) -> bool:
-        """The draft's top-1 probability for the next token (logits (1, V) or (1, Vs)) is below ``min_confidence``."""
-        return self.min_confidence > 0 and float(torch.softmax(logits.float(), -1).amax()) < self.min_confidence
 
 
     def _propose_on_plan(self, tokens: list[int], valid: int, k: int, cfg: SamplingConfig,
@@ -248,7 +244,7 @@ class ModelDrafter:
             if greedy:
                 token = int(self._ids[index])
             else:
-                if self._unsure(logits):
+                if unsure(logits, self.min_confidence):
                     break
                 token, q = self._choose(logits, cfg, generator)
                 if q is not None:
