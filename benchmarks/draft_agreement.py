@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         target, _ = load_model(args.target, args.dtype)
         cache: dict[str, Any] = {}
 
-        def load(name: str) -> Any:  # one copy per draft model: its cache belongs to the drafter that uses it
+        def load(name: str) -> Any:  # replays run one at a time, so the specs of one draft model share a copy
             if name not in cache:
                 cache[name] = load_model(name, args.dtype)[0]
             return cache[name]
