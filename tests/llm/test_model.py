@@ -212,26 +212,55 @@ def test_fused_decode_layer_equals_module_path(dtype: torch.dtype, arch: str) ->
         assert layer._fused_step(decode_ops_module(), x, cos, sin, 0) is None
 
 
-def test_large_bf16_linears_take_the_packed_path():
-    """bf16 weights from PACKED_BF16_MIN_NUMEL up are routed to oneDNN's packed copy (measured faster from DRAM);
-    small ones keep the dense kernel; the product is still right."""
+def test_large_bf16_linears_take_the_packed_path() -> None:
+    """bf16 weights from PACKED_BF16_MIN_NUMEL up (rows of PACKED_BF16_MIN_IN up) run 1..8 rows on a packed copy
+    (the packed bf16 kernel), made once and again after an in-place edit; small ones keep the row-major dense kernel;
+    a row is the same alone or in a block, bit for bit; with the kernels off, oneDNN's packed copy serves."""
     from albumen.llm.kernels.dense import dense_module
-    from albumen.llm.model import PACKED_BF16_MIN_NUMEL, _mkldnn_packing_available, use_decode_kernels
+    from albumen.llm.model import PACKED_BF16_MIN_IN, PACKED_BF16_MIN_NUMEL, _mkldnn_packing_available, use_decode_kernels
 
-    if dense_module() is None or not _mkldnn_packing_available():
-        pytest.skip("needs the dense kernel and oneDNN packing")
-    side = int(PACKED_BF16_MIN_NUMEL ** 0.5) + 1
+    if dense_module() is None:
+        pytest.skip("needs the dense kernels")
+    side = max(PACKED_BF16_MIN_IN, int(PACKED_BF16_MIN_NUMEL ** 0.5) + 1)
     torch.manual_seed(0)
-    big = torch.nn.Linear(side, side, bias=False).to(torch.bfloat16)
+    big = torch.nn.Linear(side, side, bias=True).to(torch.bfloat16)
     small = torch.nn.Linear(side, 64, bias=False).to(torch.bfloat16)
     net = torch.nn.Sequential(big, small)
     assert use_decode_kernels(net, kernels=True) == 2
-    assert big.__dict__["_dense_kernel"] is None and small.__dict__["_dense_kernel"] is not None
+    assert big.__dict__["_packed_bf16"] and not small.__dict__["_packed_bf16"]
+    x = torch.randn(1, 9, side, dtype=torch.bfloat16)
     with torch.inference_mode():
-        for rows in (1, 4, 8, 9):  # 2..8 rows (speculative verification blocks) use the same packed copy; 9: F.linear
-            x = torch.randn(1, rows, side, dtype=torch.bfloat16)
-            torch.testing.assert_close(big(x).float(), (x.float() @ big.weight.float().T), rtol=2e-2, atol=2e-2)
+        block = big(x[:, :8])
+        for rows in (1, 4, 8):
+            torch.testing.assert_close(big(x[:, :rows]), block[:, :rows], rtol=0, atol=0)
+        ref = x.float() @ big.weight.float().T + big.bias.float()
+        torch.testing.assert_close(block.float(), ref[:, :8], rtol=2e-2, atol=5e-2)
+        torch.testing.assert_close(big(x).float(), ref, rtol=2e-2, atol=5e-2)  # 9 rows: F.linear
+        pack = big.__dict__["_bf16_pack"][1]
+        big(x[:, :1])
+        assert big.__dict__["_bf16_pack"][1] is pack  # made once
+    with torch.no_grad():
+        big.weight.mul_(2)  # in place, as a LoRA merge does
+    with torch.inference_mode():
+        torch.testing.assert_close(big(x[:, :2]).float(), 2 * (x[:, :2].float() @ big.weight.float().T / 2)
+                                   + big.bias.float(), rtol=2e-2, atol=1e-1)
+        assert big.__dict__["_bf16_pack"][1] is not pack
+    if _mkldnn_packing_available():
+        use_decode_kernels(net, kernels=False)
+        with torch.inference_mode():
+            torch.testing.assert_close(big(x[:, :4]).float(), x[:, :4].float() @ big.weight.float().T
+                                       + big.bias.float(), rtol=2e-2, atol=1e-1)
         assert "_decode_pack" in big.__dict__
+
+
+def _pack_everything(monkeypatch: pytest.MonkeyPatch, model: torch.nn.Module) -> None:
+    """Route every bf16 projection and the head of a tiny model to the packed bf16 kernel."""
+    import albumen.llm.model as model_mod
+
+    monkeypatch.setattr(model_mod, "PACKED_BF16_MIN_NUMEL", 1)
+    monkeypatch.setattr(model_mod, "PACKED_BF16_MIN_IN", 1)
+    model_mod.use_decode_kernels(model)
+    assert all(m.__dict__.get("_packed_bf16") for m in model.modules() if type(m) is torch.nn.Linear)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -260,16 +289,20 @@ def test_fused_layer_block_equals_its_rows_one_by_one(dtype: torch.dtype) -> Non
     torch.testing.assert_close(block.float(), modules.float(), rtol=tol, atol=tol)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype,packed", [(torch.float32, False), (torch.bfloat16, False), (torch.bfloat16, True)])
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
-def test_decode_plan_equals_fused_layers(dtype: torch.dtype, arch: str) -> None:
-    """The whole single-token step in one C++ call == the model's forward with fused layers, bit for bit: logits,
-    the greedy token and the cache entries it writes; an in-place weight edit reaches it."""
+def test_decode_plan_equals_fused_layers(dtype: torch.dtype, packed: bool, arch: str,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole single-token step in one C++ call == the model's forward with fused layers (packed: the module path
+    on the packed bf16 kernel), bit for bit: logits, the greedy token and the cache entries it writes; an in-place
+    weight edit reaches it (packed: the plan refuses to run on a stale copy, and a new plan sees the edit)."""
     from albumen.llm.kernels.decode_ops import decode_ops_module
 
     if decode_ops_module() is None:
         pytest.skip("decode ops not built")
     model = tiny_model(dtype=dtype, arch=arch, seed=3)
+    if packed:
+        _pack_everything(monkeypatch, model)
     ids = torch.randint(0, 260, (1, 10), generator=torch.Generator().manual_seed(2))
     with torch.inference_mode():
         model.setup_caches(1, 16)
@@ -286,6 +319,10 @@ def test_decode_plan_equals_fused_layers(dtype: torch.dtype, arch: str) -> None:
         torch.testing.assert_close(torch.cat(got), torch.cat(ref), rtol=0, atol=0)
         model.model.layers[0].mlp.down_proj.weight.mul_(2)  # as a LoRA merge does, in place
         edited = model(ids[:, 9:10], torch.tensor([9]))[:, -1]
+        if packed:
+            with pytest.raises(RuntimeError, match="edited after the plan was built"):
+                plan.logits(int(ids[0, 9]), 9)
+            plan = model.decode_plan()
         torch.testing.assert_close(plan.logits(int(ids[0, 9]), 9), edited, rtol=0, atol=0)
         with pytest.raises(RuntimeError, match="beyond the cache"):
             plan.logits(1, 16)
@@ -293,16 +330,20 @@ def test_decode_plan_equals_fused_layers(dtype: torch.dtype, arch: str) -> None:
             plan.argmax(260, 3)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype,packed", [(torch.float32, False), (torch.bfloat16, False), (torch.bfloat16, True)])
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
-def test_decode_plan_block_rows_equal_single_rows(dtype: torch.dtype, arch: str) -> None:
+def test_decode_plan_block_rows_equal_single_rows(dtype: torch.dtype, packed: bool, arch: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """A block of 1..8 tokens (speculative verification) == the same tokens one call each, bit for bit: logits, greedy
-    tokens, cache entries and the final hidden states (``features``, what a draft head reads); bad blocks raise."""
+    tokens, cache entries and the final hidden states (``features``, what a draft head reads); bad blocks raise.
+    packed: every product on the packed bf16 kernel."""
     from albumen.llm.kernels.decode_ops import decode_ops_module
 
     if decode_ops_module() is None:
         pytest.skip("decode ops not built")
     model = tiny_model(dtype=dtype, arch=arch, seed=5)
+    if packed:
+        _pack_everything(monkeypatch, model)
     ids = [int(t) for t in torch.randint(0, 260, (16,), generator=torch.Generator().manual_seed(4))]
     with torch.inference_mode():
         model.setup_caches(1, 24)

@@ -222,31 +222,57 @@ def _mkldnn_packing_available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
 
 
+def _weight_key(w: torch.Tensor) -> tuple[int, int]:
+    """Identifies a weight's storage and contents: a copy made from it is stale once either changes."""
+    try:
+        return (w.data_ptr(), w._version)
+    except RuntimeError:  # inference tensors have no version counter
+        return (w.data_ptr(), -1)
+
+
+def packed_bf16_weight(module: nn.Linear, kernel: Any) -> torch.Tensor:
+    """``module``'s weight in the packed bf16 kernel's layout (``kernels/csrc/packed_bf16.h``), made on first use and
+    again when the weight changes (another tensor, or an in-place edit such as a LoRA merge): one extra bf16 copy."""
+    w = module.weight
+    key = _weight_key(w)
+    pack = module.__dict__.get("_bf16_pack")
+    if pack is None or pack[0] != key:
+        pack = (key, kernel.pack_bf16(w.detach()))
+        module.__dict__["_bf16_pack"] = pack
+    return pack[1]
+
+
+def _decode_rows(x: torch.Tensor, w: torch.Tensor) -> bool:
+    """1..8 bf16 rows at inference: the calls the packed copies serve."""
+    return (x.dtype is torch.bfloat16 and w.dtype is torch.bfloat16 and x.numel() <= 8 * x.shape[-1]
+            and (not torch.is_grad_enabled() or not (w.requires_grad or x.requires_grad)))
+
+
 def _decode_linear_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     """``nn.Linear.forward``, except for 1..8 rows at inference, where a faster CPU kernel computes the same product.
 
-    1. The AVX-512 dense kernel (``albumen.llm.kernels.dense``), when it is built and handles the call (fp32 or bf16,
-       x in the weight's dtype, at most 8 rows, no autograd): it streams the weight once at memory bandwidth. Measured
-       in ``benchmarks/llm_decode.py`` (docs/llm.md): faster than ``F.linear`` for fp32 and bf16 at 1..8 rows.
-    2. Otherwise, 1..8 bf16 rows: oneDNN with the weight pre-packed for batch 1 (plain ``F.linear`` reorders the bf16
-       weight on every call; the packed copy reads 1.65x faster). The pack is made on first use and redone when the
-       weight changes (another tensor, or an in-place edit such as a LoRA merge); it costs one extra bf16 copy. Blocks
-       of 2..8 rows (speculative verification) take the same copy: a 4-row block on Qwen2.5-1.5B costs 1.19x one row
-       there against 2.06x through ``F.linear`` (``benchmarks/speculative_steps.py``, docs/speculative.md).
+    1. With the C++ kernels (``albumen.llm.kernels.dense``), when they handle the call (fp32 or bf16, x in the
+       weight's dtype, at most 8 rows, no autograd): large bf16 weights (``_packed_bf16``, see ``PACKED_BF16_MIN_NUMEL``)
+       on their packed copy (``packed_bf16_weight``: one contiguous stream per 64 outputs, ``VDPBF16PS`` on broadcast
+       activation pairs), the others on the row-major dense kernel. Both stream the weight once at memory bandwidth,
+       and a row's result does not depend on how many rows come with it (speculative verification relies on it).
+       Measured in ``benchmarks/llm_decode.py`` (docs/llm.md) and docs/speculative.md ("A packed bf16 kernel").
+    2. Otherwise (kernels off), 1..8 bf16 rows: oneDNN with the weight pre-packed for batch 1 (plain ``F.linear``
+       reorders the bf16 weight on every call; the packed copy reads 1.65x faster), made on first use and redone when
+       the weight changes.
     3. Otherwise ``F.linear``.
     """
     w = self.weight
     kernel = self.__dict__.get("_dense_kernel")
     if kernel is not None:
-        y = kernel.try_linear(x, w, self.bias)  # (..., N), or None where the kernel does not apply
+        if self.__dict__.get("_packed_bf16") and _decode_rows(x, w):
+            y = kernel.try_packed_linear(x, packed_bf16_weight(self, kernel), w.shape[0], self.bias)
+        else:
+            y = kernel.try_linear(x, w, self.bias)  # (..., N), or None where the kernel does not apply
         if y is not None:
             return y
-    if x.dtype is torch.bfloat16 and w.dtype is torch.bfloat16 and x.numel() <= 8 * x.shape[-1] and (
-            not torch.is_grad_enabled() or not (w.requires_grad or x.requires_grad)) and _mkldnn_packing_available():
-        try:
-            key = (w.data_ptr(), w._version)
-        except RuntimeError:  # inference tensors have no version counter
-            key = (w.data_ptr(), -1)
+    elif _decode_rows(x, w) and _mkldnn_packing_available():
+        key = _weight_key(w)
         pack = self.__dict__.get("_decode_pack")
         if pack is None or pack[0] != key:
             pack = (key, torch.ops.mkldnn._reorder_linear_weight(w.detach(), 1))
@@ -255,11 +281,12 @@ def _decode_linear_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     return F.linear(x, w, self.bias)
 
 
-# bf16 weights with at least this many elements and rows of at least PACKED_BF16_MIN_IN stay on oneDNN's pre-packed
-# path even with the kernels on. `benchmarks/llm_packed_ab.py` (docs/llm.md): Qwen2.5-1.5B bf16 decodes 1.02x (quiet
-# machine) to 1.08x (loaded) faster with its MLP and 151936x1536 head packed; SmolLM2 decodes 0.94x with its 49152x576
-# head packed (short rows suit the dense kernel), so SmolLM2 keeps the kernel everywhere.
-PACKED_BF16_MIN_NUMEL = 4 * 1024 * 1024
+# bf16 weights with at least this many elements and rows of at least PACKED_BF16_MIN_IN run on a packed copy (the
+# packed bf16 kernel with the C++ kernels on). Measured one thread on Qwen2.5-1.5B's shapes (docs/speculative.md, "A
+# packed bf16 kernel"): faster than the row-major dense kernel and than oneDNN's pre-packed copy at 1..6 rows, e.g.
+# 8960x1536 at one row 0.74-0.83 ms vs 0.77-0.79 (oneDNN) and 0.91-0.96 (dense); SmolLM2's 576-wide rows stay on
+# the dense kernel (an earlier A/B with oneDNN's copy of its 49152x576 head: 0.94x).
+PACKED_BF16_MIN_NUMEL = 1024 * 1024
 PACKED_BF16_MIN_IN = 1024
 
 
@@ -292,10 +319,10 @@ def use_decode_kernels(model: nn.Module, kernels: bool | None = None, fuse_layer
             module.forward = types.MethodType(_decode_linear_forward, module)
         elif getattr(module.forward, "__func__", None) is not _decode_linear_forward:
             continue  # someone else's forward: leave it alone
-        packed = (kernel is not None and module.weight.dtype is torch.bfloat16
-                  and module.weight.numel() >= PACKED_BF16_MIN_NUMEL and module.in_features >= PACKED_BF16_MIN_IN
-                  and _mkldnn_packing_available())
-        module.__dict__["_dense_kernel"] = None if packed else kernel  # with the kernel, no packed copy is made
+        module.__dict__["_dense_kernel"] = kernel
+        module.__dict__["_packed_bf16"] = (kernel is not None and module.weight.dtype is torch.bfloat16
+                                           and module.weight.numel() >= PACKED_BF16_MIN_NUMEL
+                                           and module.in_features >= PACKED_BF16_MIN_IN)
         count += 1
     return count
 
@@ -394,8 +421,8 @@ class DecoderLayer(nn.Module):
         attn, mlp = self.self_attn, self.mlp
         parts = (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj)
         if attn.kv_cache is None or any(type(p) is not nn.Linear or p.__dict__.get("_dense_kernel") is None
-                                        for p in parts):
-            return None  # a swapped module, or a linear routed to the packed oneDNN path
+                                        or p.__dict__.get("_packed_bf16") for p in parts):
+            return None  # a swapped module, kernels off, or a packed weight (the whole-step plan takes those)
         if any(m._forward_hooks or m._forward_pre_hooks for m in (self.input_layernorm, self.post_attention_layernorm,
                                                                   attn, mlp, *parts)):
             return None
@@ -512,7 +539,7 @@ class Transformer(nn.Module):
             if type(module) is nn.Linear:
                 if (module.__dict__.get("_dense_kernel") is None
                         or getattr(module.__dict__.get("forward"), "__func__", None) is not _decode_linear_forward):
-                    return None  # packed oneDNN route, or someone else's forward
+                    return None  # kernels off, or someone else's forward
             elif type(module) not in plain or "forward" in module.__dict__:
                 return None  # a swapped (LoRA, quantized) or patched module must run as a module
         if any(layer.__dict__.get("_decode_ops") is not ops for layer in layers):
@@ -535,9 +562,19 @@ class Transformer(nn.Module):
         eps = {layer.input_layernorm.eps for layer in layers} | {layer.post_attention_layernorm.eps for layer in layers}
         if eps != {self.model.norm.eps} or self.lm_head.bias is not None:
             return None
-        return ops.DecodePlan(self.model.embed_tokens.weight.detach(), tensors, self.model.norm.weight.detach(),
+        plan = ops.DecodePlan(self.model.embed_tokens.weight.detach(), tensors, self.model.norm.weight.detach(),
                               self.lm_head.weight.detach(), self._rope[0], self._rope[1], self.model.norm.eps,
                               self.args.n_heads, self.args.n_kv_heads)
+        if any(m.__dict__.get("_packed_bf16") for m in self.modules() if type(m) is nn.Linear):
+            none = torch.empty(0, dtype=dtype)
+
+            def pack(m: nn.Linear) -> torch.Tensor:  # the copy _decode_linear_forward uses (made here if new)
+                return packed_bf16_weight(m, m.__dict__["_dense_kernel"]) if m.__dict__.get("_packed_bf16") else none
+
+            plan.set_packs([[pack(p) for p in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj,
+                                               layer.self_attn.o_proj, layer.mlp.gate_proj, layer.mlp.up_proj,
+                                               layer.mlp.down_proj)] for layer in layers], pack(self.lm_head))
+        return plan
 
     def forward(
         self, input_ids: torch.Tensor, input_pos: torch.Tensor | None = None, last_only: bool = False

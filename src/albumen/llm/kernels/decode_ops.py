@@ -25,4 +25,5 @@ def decode_ops_module() -> ModuleType | None:
     # whole-step plan, the fused layer and the single ops give bit-identical results (the dense kernel's FMAs are
     # explicit intrinsics and stay).
     return load_extension("albumen_decode_ops", [_SOURCE], extra_cflags=("-ffp-contract=off",),
-                          depends=[_SOURCE.with_name("dense_kernels.h"), _SOURCE.with_name("decode_kernels.h")])
+                          depends=[_SOURCE.with_name("dense_kernels.h"), _SOURCE.with_name("decode_kernels.h"),
+                                   _SOURCE.with_name("packed_bf16.h")])

@@ -11,6 +11,7 @@
 // fp32 or bf16 tensors; arithmetic in fp32. Measured on SmolLM2 decode: ~60 small ATen ops per layer become 3 calls.
 #include "dense_kernels.h"
 #include "decode_kernels.h"
+#include "packed_bf16.h"
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <c10/util/BFloat16.h>
@@ -314,6 +315,26 @@ class DecodePlan {
 
   int64_t max_positions() const { return S_; }
 
+  // bf16 products on packed copies (kernels/csrc/packed_bf16.h) instead of the row-major weights: per layer the
+  // packs of q, k, v, o, gate, up, down (an empty tensor keeps that product on the dense kernel), and the head's.
+  // The copies are the model's (model.py makes and caches them); a row is still the same alone or in a block.
+  void set_packs(std::vector<std::vector<torch::Tensor>> packs, torch::Tensor head_pack) {
+    TORCH_CHECK(dt_ == at::kBFloat16, "DecodePlan: packed products are bf16 only");
+    TORCH_CHECK(packs.size() == layers_.size(), "DecodePlan: ", packs.size(), " pack lists for ", layers_.size(),
+                " layers");
+    const int64_t nq = nh_ * hd_, nk = nkv_ * hd_;
+    const int64_t shapes[7][2] = {{nq, D_}, {nk, D_}, {nk, D_}, {D_, nq}, {F_, D_}, {F_, D_}, {D_, F_}};
+    for (auto& l : packs) {
+      TORCH_CHECK(l.size() == 7, "DecodePlan: 7 packs per layer (q, k, v, o, gate, up, down)");
+      for (int i = 0; i < 7; ++i)
+        if (l[i].numel()) albumen_packed::check_pack(l[i], shapes[i][0], shapes[i][1]);
+    }
+    if (head_pack.numel()) albumen_packed::check_pack(head_pack, V_, D_);
+    packs_ = std::move(packs);
+    head_pack_ = std::move(head_pack);
+    pack_versions_ = packed_weight_versions();
+  }
+
  protected:
   void check(const torch::Tensor& t, std::vector<int64_t> shape, const char* what) const {
     TORCH_CHECK(t.sizes().vec() == shape, "DecodePlan: ", what, " has shape ", t.sizes(), ", expected ", shape);
@@ -331,6 +352,9 @@ class DecodePlan {
       TORCH_CHECK(tokens[m] >= 0 && tokens[m] < embed_.size(0), "DecodePlan: token ", tokens[m], " out of range");
     TORCH_CHECK(pos >= 0 && pos + M <= S_, "DecodePlan: positions ", pos, "..", pos + M - 1,
                 " are beyond the cache (", S_, " positions)");
+    if (!pack_versions_.empty())
+      TORCH_CHECK(packed_weight_versions() == pack_versions_,
+                  "DecodePlan: a packed weight was edited after the plan was built; build a new plan");
     if (dt_ == at::kFloat) {
       step<float>(tokens, M, pos, out.data_ptr<float>());
     } else {
@@ -341,6 +365,42 @@ class DecodePlan {
   int64_t argmax_row(int64_t m) const {
     if (dt_ == at::kFloat) return argmax_of(logits_.data_ptr<float>() + m * V_, V_);
     return argmax_of(logits_.data_ptr<c10::BFloat16>() + m * V_, V_);
+  }
+
+  // y (M, N) = x (M, K) W^T (+ b): on W's pack when there is one (bf16), else the dense kernel on W.
+  template <typename T>
+  void product(const T* x, const torch::Tensor& w, const torch::Tensor* pack, const T* b, T* y, int64_t M, int64_t N,
+               int64_t K) const {
+    if constexpr (std::is_same_v<T, c10::BFloat16>) {
+      if (pack != nullptr && pack->numel()) {
+        albumen_packed::packed_gemm(x, M, K, pack->data_ptr<c10::BFloat16>(), N, b, y);
+        return;
+      }
+    }
+    gemm_rows<T>(x, w.data_ptr<T>(), b, y, M, N, K);
+  }
+
+  // The version counters of the weights that have packs: a pack is a copy, so an in-place edit of its weight after
+  // set_packs must not go unseen (run() refuses; a new plan takes new copies).
+  std::vector<int64_t> packed_weight_versions() const {
+    auto version = [](const torch::Tensor& t) -> int64_t {
+      try {
+        return static_cast<int64_t>(t._version());
+      } catch (const std::exception&) {  // inference tensors have no version counter
+        return -1;
+      }
+    };
+    std::vector<int64_t> out;
+    static const int slots[7] = {2, 4, 6, 8, 9, 10, 11};
+    for (size_t li = 0; li < packs_.size(); ++li)
+      for (int i = 0; i < 7; ++i)
+        if (packs_[li][i].numel()) out.push_back(version(layers_[li][slots[i]]));
+    if (head_pack_.numel()) out.push_back(version(head_));
+    return out;
+  }
+
+  const torch::Tensor* pack_of(size_t layer, int slot) const {
+    return packs_.empty() ? nullptr : &packs_[layer][slot];
   }
 
   template <typename T>
@@ -357,23 +417,24 @@ class DecodePlan {
     rows_ = M;
     for (int64_t m = 0; m < M; ++m)
       std::memcpy(x + m * D, embed_.data_ptr<T>() + tokens[m] * D, D * sizeof(T));  // (M, D)
-    for (auto& l : layers_) layer_rows<T>(l, M, pos);
+    for (size_t li = 0; li < layers_.size(); ++li) layer_rows<T>(li, M, pos);
     rms_norm_rows<T>(x, norm_.data_ptr<T>(), n, M, D, eps_);
-    gemm_rows<T>(n, head_.data_ptr<T>(), nullptr, out, M, V_, D);  // (M, V)
+    product<T>(n, head_, &head_pack_, nullptr, out, M, V_, D);  // (M, V)
   }
 
   // One decoder layer over the M rows in x_ at positions pos .. pos+M-1, in place (x_ <- the layer's output); writes
   // the rows' keys and values into the layer's caches.
   template <typename T>
-  void layer_rows(const std::vector<torch::Tensor>& l, int64_t M, int64_t pos) {
+  void layer_rows(size_t li, int64_t M, int64_t pos) {
+    const std::vector<torch::Tensor>& l = layers_[li];
     const int64_t D = D_, hd = hd_, F = F_, S = S_, nq = nh_ * hd_, nk = nkv_ * hd_, groups = nh_ / nkv_;
     T *x = x_.data_ptr<T>(), *n = n_.data_ptr<T>(), *o = o_.data_ptr<T>(), *q = q_.data_ptr<T>();
     T *qr = qr_.data_ptr<T>(), *att = att_.data_ptr<T>(), *k = k_.data_ptr<T>(), *v = v_.data_ptr<T>();
     T *g = g_.data_ptr<T>(), *u = u_.data_ptr<T>(), *act = act_.data_ptr<T>();
     rms_norm_rows<T>(x, l[0].data_ptr<T>(), n, M, D, eps_);
-    gemm_rows<T>(n, l[2].data_ptr<T>(), ptr_or_null<T>(l[3]), q, M, nq, D);  // (M, nh*hd)
-    gemm_rows<T>(n, l[4].data_ptr<T>(), ptr_or_null<T>(l[5]), k, M, nk, D);  // (M, nkv*hd)
-    gemm_rows<T>(n, l[6].data_ptr<T>(), ptr_or_null<T>(l[7]), v, M, nk, D);
+    product<T>(n, l[2], pack_of(li, 0), ptr_or_null<T>(l[3]), q, M, nq, D);  // (M, nh*hd)
+    product<T>(n, l[4], pack_of(li, 1), ptr_or_null<T>(l[5]), k, M, nk, D);  // (M, nkv*hd)
+    product<T>(n, l[6], pack_of(li, 2), ptr_or_null<T>(l[7]), v, M, nk, D);
     T* kc = l[12].data_ptr<T>();  // (B, nkv, S, hd): sequence 0
     T* vc = l[13].data_ptr<T>();
     for (int64_t m = 0; m < M; ++m) {  // this row's key (rotated) and value go into the cache at its position
@@ -394,18 +455,18 @@ class DecodePlan {
                            scores_.data(), acc_.data(), att + m * nq + h * hd);
       }
     }
-    gemm_rows<T>(att, l[8].data_ptr<T>(), nullptr, o, M, D, nq);
+    product<T>(att, l[8], pack_of(li, 3), nullptr, o, M, D, nq);
     add_into<T>(x, o, M * D);  // h = x + attention
     rms_norm_rows<T>(x, l[1].data_ptr<T>(), n, M, D, eps_);
-    gemm_rows<T>(n, l[9].data_ptr<T>(), nullptr, g, M, F, D);
-    gemm_rows<T>(n, l[10].data_ptr<T>(), nullptr, u, M, F, D);
+    product<T>(n, l[9], pack_of(li, 4), nullptr, g, M, F, D);
+    product<T>(n, l[10], pack_of(li, 5), nullptr, u, M, F, D);
     for (int64_t m = 0; m < M; ++m) {  // ATen's SiLU, one row per call (as the module path): equal bit for bit
       auto act_row = act_[m];
       at::silu_out(act_row, g_[m]);
     }
     for (int64_t i = 0; i < M * F; ++i)
       act[i] = static_cast<T>(static_cast<float>(act[i]) * static_cast<float>(u[i]));
-    gemm_rows<T>(act, l[11].data_ptr<T>(), nullptr, o, M, D, F);
+    product<T>(act, l[11], pack_of(li, 6), nullptr, o, M, D, F);
     add_into<T>(x, o, M * D);  // x = h + mlp
   }
 
@@ -417,6 +478,9 @@ class DecodePlan {
   at::ScalarType dt_;
   torch::Tensor x_, n_, o_, q_, qr_, att_, k_, v_, g_, u_, act_, logits_;
   int64_t rows_ = 0;  // rows of the last call (features())
+  std::vector<std::vector<torch::Tensor>> packs_;  // per layer 7 packs, or none at all
+  torch::Tensor head_pack_;
+  std::vector<int64_t> pack_versions_;
   std::vector<float> scores_, qf_, acc_;
 };
 
@@ -497,7 +561,7 @@ class HeadPlan : public DecodePlan {
     for (int64_t c0 = 0; c0 < nrows; c0 += R) {  // catch-up in blocks of up to 8 rows
       const int64_t M = std::min(R, nrows - c0);
       fuse<T>(next_tokens.data() + c0, feats + c0 * D, M);
-      layer_rows<T>(layers_[0], M, pos + c0);
+      layer_rows<T>(0, M, pos + c0);
       last = M - 1;
     }
     std::vector<T> f(x + last * D, x + (last + 1) * D);  // the predicted feature after the last verified position
@@ -511,7 +575,7 @@ class HeadPlan : public DecodePlan {
       drafted.push_back(token);
       if (i + 1 == k) break;
       fuse<T>(&token, f.data(), 1);
-      layer_rows<T>(layers_[0], 1, pos + nrows + i);
+      layer_rows<T>(0, 1, pos + nrows + i);
       std::memcpy(f.data(), x, D * sizeof(T));
     }
     return drafted;
@@ -537,6 +601,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       .def("block_argmax", &DecodePlan::block_argmax, "the greedy token after each row of a block",
            py::arg("tokens"), py::arg("pos"))
       .def("features", &DecodePlan::features, "final normed hidden states (rows, D) of the last call")
+      .def("set_packs", &DecodePlan::set_packs, "bf16 products on packed weight copies: 7 per layer, then the head's",
+           py::arg("packs"), py::arg("head_pack"))
       .def_property_readonly("max_positions", &DecodePlan::max_positions);
   py::class_<HeadPlan>(m, "HeadPlan", "the greedy draft step of an EAGLE-style draft head, batch 1")
       .def(py::init<torch::Tensor, std::vector<torch::Tensor>, torch::Tensor, torch::Tensor, torch::Tensor,

@@ -187,15 +187,16 @@ class HeadDrafter:
 
     def _head_plan(self, target: Transformer, dtype: torch.dtype) -> Any:
         """The C++ greedy draft step over the head's own tensors (``HeadPlan``), or None where it does not apply
-        (kernels off, another dtype, a linear not on the dense kernel). Same kernels and order as the module path."""
+        (kernels off, another dtype, a linear not on the row-major dense kernel). Same kernels and order as the module path."""
         layer, attn, mlp = self.head.layer, self.head.layer.self_attn, self.head.layer.mlp
         ops = layer.__dict__.get("_decode_ops")
         if ops is None or not hasattr(ops, "HeadPlan") or dtype not in (torch.float32, torch.bfloat16):
             return None
         linears = (self.head.fc, self._lm, attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.gate_proj,
                    mlp.up_proj, mlp.down_proj)
-        if any(m.__dict__.get("_dense_kernel") is None for m in linears) or self.head.fc.bias is None:
-            return None
+        if (any(m.__dict__.get("_dense_kernel") is None or m.__dict__.get("_packed_bf16") for m in linears)
+                or self.head.fc.bias is None):
+            return None  # the plan reads row-major weights on the dense kernel
         embed = target.model.embed_tokens
         if type(embed) is not nn.Embedding or embed.weight.dim() != 2 or not embed.weight.is_floating_point():
             return None  # a quantized or adapted embedding runs as its module
