@@ -154,6 +154,34 @@ def test_confidence_rule_keeps_greedy_identical_and_drafts_less() -> None:
         ModelDrafter(draft, min_confidence=1.0)
 
 
+def test_stopping_after_the_doubted_token_proposes_it_and_pays_no_extra_pass() -> None:
+    """keep_unsure (spec ``:aP``): the doubted token is proposed and the draft stops after it, so every forward pass
+    drafts a token (none is spent on a token the rule drops); drafts are the 'before' rule's plus that token, and the
+    greedy output stays identical; under sampling the doubted token carries its q like any other."""
+    target, draft = _pair(seed=5, noise=0.8, sharpen=6.0)
+    prompt = [1, 2, 3, 4]
+    cfg = SamplingConfig(max_new_tokens=40, ignore_eos=True)
+    reply = plain_tokens(target, prompt, cfg)
+    before = replay_drafter(ModelDrafter(draft, min_confidence=0.5), target, prompt, reply, 4)
+    after = replay_drafter(ModelDrafter(draft, min_confidence=0.5, keep_unsure=True), target, prompt, reply, 4)
+    loose = replay_drafter(ModelDrafter(draft), target, prompt, reply, 4)
+    assert sum(after.computed) == after.drafted and sum(before.computed) > before.drafted
+    assert before.drafted / before.steps < after.drafted / after.steps < loose.drafted / loose.steps
+    assert list(speculative_decode(target, ModelDrafter(draft, min_confidence=0.5, keep_unsure=True), prompt,
+                                   cfg)) == reply
+    sampled = SamplingConfig(max_new_tokens=30, temperature=0.8, seed=3, ignore_eos=True)
+    drafter = ModelDrafter(draft, min_confidence=0.5, keep_unsure=True)
+    lengths = set()
+    with torch.inference_mode():
+        drafter.start(target, prompt, 64)
+        for t in range(len(reply)):  # under sampling every proposed token, the doubted one too, comes with its q row
+            proposal = drafter.propose(prompt + reply[:t], 4, sampled, torch.Generator().manual_seed(t))
+            assert proposal.probs is not None and proposal.probs.shape[0] == len(proposal.tokens) > 0
+            lengths.add(len(proposal.tokens))
+        drafter.finish()
+    assert len(lengths) > 1  # some drafts stopped at a doubted token
+
+
 def test_live_replay_of_a_head_matches_the_speculative_loop() -> None:
     """A head replayed on the target's features along its answer (target_features) makes the loop's steps; which
     drafts the confidence rule cuts depends on those features (zeros instead change them)."""

@@ -71,3 +71,26 @@ def test_greedy_identical_with_an_active_lora_adapter() -> None:
     assert expected != base  # the adapter really changes the output
     for name, drafter in _drafters(target).items():
         assert list(speculative_decode(target, drafter, PROMPT, CFG, SpeculativeConfig(k=4))) == expected, name
+
+
+def test_greedy_identical_with_a_bf16_target_on_packed_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bf16 target whose products run on packed copies (the packed bf16 kernel, as Qwen2.5-1.5B's large linears
+    do): the decode plan verifies blocks, a row inside a block is the row alone, so greedy speculation is
+    token-identical (it was not on oneDNN's packed copy)."""
+    import albumen.llm.model as model_mod
+
+    target = tiny_model(seed=4, dim=64, dtype=torch.bfloat16)
+    monkeypatch.setattr(model_mod, "PACKED_BF16_MIN_NUMEL", 1)
+    monkeypatch.setattr(model_mod, "PACKED_BF16_MIN_IN", 1)
+    model_mod.use_decode_kernels(target)
+    target.setup_caches(1, 64)
+    with torch.inference_mode():
+        if target.decode_plan() is None:
+            pytest.skip("decode ops not built")
+    assert all(m.__dict__.get("_packed_bf16") for m in target.modules() if type(m) is torch.nn.Linear)
+    expected = plain_tokens(target, PROMPT, CFG)
+    for name, drafter in _drafters(target).items():
+        stats = SpeculativeStats()
+        got = list(speculative_decode(target, drafter, PROMPT, CFG, SpeculativeConfig(k=4), stats=stats))
+        assert got == expected, name
+        assert stats.drafted > 0

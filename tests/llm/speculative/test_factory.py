@@ -87,7 +87,9 @@ def test_model_specs_take_a_confidence_rule(tmp_path: Path) -> None:
     assert own.vocab.tolist() == [1, 2, 3] and own.min_confidence == 0.5
     assert names == ["x", "x", "qwen2.5-0.5b", "x"]  # the rule is not part of the model's name
     chain = make_drafter("lookup+model:x:p0.3", target, load=load)
-    assert chain.drafters[1].min_confidence == 0.3
+    assert chain.drafters[1].min_confidence == 0.3 and not chain.drafters[1].keep_unsure
+    after = make_drafter("model:x:a0.4", target, load=load)
+    assert (after.min_confidence, after.keep_unsure) == (0.4, True)
 
 
 def test_head_specs_take_a_confidence_rule() -> None:
@@ -102,3 +104,5 @@ def test_head_specs_take_a_confidence_rule() -> None:
     assert make_drafter("head", target, "smollm2-135m").min_confidence == 0.0
     with pytest.raises(ValueError, match="unknown drafter"):
         make_drafter("lookup:p0.3", target)
+    with pytest.raises(ValueError, match="not after it"):
+        make_drafter("head:a0.3", target, "smollm2-135m")

@@ -62,7 +62,7 @@ def make_drafter(
                              else make_drafter(p, target, target_name, load) for p in parts])
     kind, _, arg = spec.strip().partition(":")
     kind = kind.lower()
-    arg, confidence = _confidence_rule(arg)
+    arg, confidence, keep_unsure = _confidence_rule(arg)
     if kind == "lookup" and not arg and not confidence:
         from albumen.llm.speculative.drafters.lookup import LookupDrafter
 
@@ -70,6 +70,8 @@ def make_drafter(
     if kind == "head":
         from albumen.llm.speculative.drafters.head import HeadDrafter, load_head
 
+        if keep_unsure:
+            raise ValueError(f"{spec!r}: a head stops before a doubted token (head:pP), not after it")
         path = Path(arg) if arg else default_head_path(target_name)
         head, _ = load_head(path)
         return HeadDrafter(head, min_confidence=confidence)
@@ -82,18 +84,19 @@ def make_drafter(
         name, _, option = arg.rpartition(":") if arg.endswith((":full", ".json")) else (arg, "", "")
         vocab_path = None if option == "full" else Path(option) if option else default_vocab_path(name)
         vocab = load_draft_vocab(vocab_path) if vocab_path is not None else None
-        return ModelDrafter(load(name), name=f"model:{arg}", vocab=vocab, min_confidence=confidence)
-    raise ValueError(f"unknown drafter {spec!r}; use lookup, head[:PATH][:pP], model:NAME[:full|:VOCAB.json][:pP] or a "
-                     "chain like lookup+head")
+        return ModelDrafter(load(name), name=f"model:{arg}", vocab=vocab, min_confidence=confidence,
+                            keep_unsure=keep_unsure)
+    raise ValueError(f"unknown drafter {spec!r}; use lookup, head[:PATH][:pP], model:NAME[:full|:VOCAB.json][:pP|:aP] "
+                     "or a chain like lookup+head")
 
 
-def _confidence_rule(arg: str) -> tuple[str, float]:
-    """(the rest, P) for an argument ending in ``pP`` (``p0.4``: stop drafts before a token the draft doubts), else
-    (arg, 0.0)."""
+def _confidence_rule(arg: str) -> tuple[str, float, bool]:
+    """(the rest, P, after) for an argument ending in ``pP`` (``p0.4``: stop drafts before a token the draft doubts)
+    or ``aP`` (``a0.4``: stop after it: the doubted token is still proposed), else (arg, 0.0, False)."""
     rest, _, last = arg.rpartition(":")
-    if re.fullmatch(r"p(0?\.\d+)", last):
-        return rest, float(last[1:])
-    return arg, 0.0
+    if re.fullmatch(r"[pa](0?\.\d+)", last):
+        return rest, float(last[1:]), last[0] == "a"
+    return arg, 0.0, False
 
 
 def describe(stats: SpeculativeStats, plain_tokens_per_s: float | None = None) -> str:

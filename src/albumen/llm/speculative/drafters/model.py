@@ -97,14 +97,17 @@ class ModelDrafter:
     """Drafts with a small causal LM that shares the target's vocabulary."""
 
     def __init__(self, model: Transformer, name: str = "model", cost: float | None = None,
-                 vocab: torch.Tensor | None = None, min_confidence: float = 0.0) -> None:
+                 vocab: torch.Tensor | None = None, min_confidence: float = 0.0, keep_unsure: bool = False) -> None:
         if not 0.0 <= min_confidence < 1.0:
             raise ValueError(f"min_confidence must be in [0, 1), got {min_confidence}")
         self.model = model
         # Stop a draft before a token whose draft probability (top-1 of the draft's distribution) is below this: an
         # unsure draft token is usually rejected, and the rows it would add to the verification cost time. The rule
-        # reads only the draft's own distribution, so the acceptance rule stays exact.
+        # reads only the draft's own distribution, so the acceptance rule stays exact. ``keep_unsure``: stop after
+        # that token instead (it is proposed, nothing after it): where a verification row costs little next to a
+        # draft pass, the pass that found the token unsure is not wasted.
         self.min_confidence = min_confidence
+        self.keep_unsure = keep_unsure
         self.passes = 0  # draft forward passes so far (one per drafted or confidence-stopped token)
         self.name = name
         self._cost = cost
@@ -212,12 +215,15 @@ class ModelDrafter:
         probs: list[torch.Tensor] = []
         for i in range(k):
             self.passes += 1
-            if unsure(logits, self.min_confidence):
+            doubt = unsure(logits, self.min_confidence)
+            if doubt and not self.keep_unsure:
                 break
             token, q = self._choose(logits, cfg, generator)
             if q is not None:
                 probs.append(q)
             drafted.append(token)
+            if doubt:
+                break
             if i + 1 < k:
                 logits = self.model(torch.tensor([[token]]), torch.tensor([base + i]))[:, -1]
                 self._fed.append(token)
@@ -241,15 +247,19 @@ class ModelDrafter:
         base = len(tokens)
         for i in range(k):
             self.passes += 1
+            doubt = False
             if greedy:
                 token = int(self._ids[index])
             else:
-                if unsure(logits, self.min_confidence):
+                doubt = unsure(logits, self.min_confidence)
+                if doubt and not self.keep_unsure:
                     break
                 token, q = self._choose(logits, cfg, generator)
                 if q is not None:
                     probs.append(q)
             drafted.append(token)
+            if doubt:
+                break
             if i + 1 < k:
                 if greedy:
                     index = plan.argmax(token, base + i)
