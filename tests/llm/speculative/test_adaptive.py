@@ -276,3 +276,26 @@ def test_an_accepted_probe_keeps_the_wait_where_drafting_could_pay() -> None:
             if ctl.k:  # ... until drafting comes back
                 break
     assert waits and all(w == waits[0] for w in waits)  # never doubled by an accepted probe
+
+
+def test_a_drafter_that_stops_on_its_own_is_costed_by_what_it_drafts() -> None:
+    """A drafter with a stopping rule proposes fewer tokens than allowed: the controller learns how often drafts go
+    on (continue rates, from ``allowed``) and prices an allowance by the tokens it will really draft and verify.
+    Here every draft stops after two tokens, all accepted; without the evidence a 7-token allowance is priced as 7
+    drafted (and 7 accepted) tokens. The rates carry over to the next sequence with the costs (as the acceptance
+    rates do: worth ``prior_weight`` steps)."""
+    cfg = SpeculativeConfig(k=4, measure=True, draft_cost=0.2, verify_cost=0.3)
+    costs = StepCosts(cfg.k_max)
+    blind, told = AdaptiveDraftLength(cfg, 0.2), AdaptiveDraftLength(cfg, 0.2, costs=costs)
+    for _ in range(30):
+        blind.update(2, 2)
+        told.update(2, 2, allowed=7)
+    assert blind.continue_rates() == [1.0] * cfg.k_max
+    assert blind.outlook()[1] == [float(k) for k in range(cfg.k_max + 1)]
+    cont = told.continue_rates()
+    assert cont[0] > 0.99 and cont[1] > 0.99 and cont[2] < 0.25  # the prior (1.0) fades with decay
+    assert cont[3:] == [1.0] * (cfg.k_max - 3)  # never reached: no evidence (the prior)
+    expected, drafted = told.outlook()
+    assert drafted[2] > 1.99 and drafted[7] < 2.9 and expected[7] < 3.9  # blind: 7 drafted, 8 expected
+    later = AdaptiveDraftLength(cfg, 0.2, costs=costs)  # the next sequence starts from what this one learned,
+    assert later.continue_rates()[2] == pytest.approx((cont[2] + 1) / 2)  # worth prior_weight steps against the prior

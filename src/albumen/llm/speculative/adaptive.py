@@ -95,6 +95,7 @@ class StepCosts:
         self.probe_wait: int | None = None  # the wait between k = 1 probes where the last sequence left it
         self.resume_s: float | None = None  # draft time of a draft right after plain steps (catch-up included)
         self.pos_rates: list[float] | None = None  # the per-position acceptance rates where the last sequence left
+        self.pos_continue: list[float] | None = None  # the per-position rates at which drafts went on, likewise
 
     def record(self, drafted: int, draft_s: float | None, verify_s: float | None, weight: float) -> None:
         if verify_s is not None and verify_s > 0 and drafted < len(self.verify_s):  # a coarse clock may read 0
@@ -125,6 +126,15 @@ class AdaptiveDraftLength:
         if self.costs.pos_rates is not None and len(self.costs.pos_rates) == cfg.k_max:  # where the last one left
             self.pos_accepted = [r * cfg.prior_weight for r in self.costs.pos_rates]
             self.pos_tried = [cfg.prior_weight] * cfg.k_max
+        # Per draft position i: whether a draft that reached position i - 1 went on to i when the length allowed it.
+        # A drafter with a stopping rule (a confidence threshold, a lookup without a match) proposes fewer than k
+        # tokens; a longer allowance then costs only the drafts that go on, and the best allowance is longer.
+        # Prior: every draft goes on (what a drafter without a rule does), worth ``prior_weight`` steps.
+        self.pos_reached = [0.0] * cfg.k_max
+        self.pos_offered = [0.0] * cfg.k_max
+        if self.costs.pos_continue is not None and len(self.costs.pos_continue) == cfg.k_max:
+            self.pos_reached = [r * cfg.prior_weight for r in self.costs.pos_continue]
+            self.pos_offered = [cfg.prior_weight] * cfg.k_max
         self.k = cfg.k
         self.probes = 0  # k = 1 probes made while at 0
         self._idle = 0
@@ -139,14 +149,24 @@ class AdaptiveDraftLength:
         return self.accepted / self.tried if self.tried > 0 else self.cfg.prior_rate
 
     def update(self, drafted: int, accepted: int, draft_s: float | None = None, verify_s: float | None = None,
-               resume_s: float | None = None) -> None:
+               resume_s: float | None = None, allowed: int | None = None) -> None:
         """Record one verification: ``drafted`` tokens proposed, the first ``accepted`` kept, and (optionally) how
         long drafting and verifying took, in the units of ``clock``. A draft right after plain steps reports its
         time as ``resume_s`` instead of ``draft_s``: it includes the drafter's catch-up, a cost of resuming (and of
-        probing), not of drafting on."""
+        probing), not of drafting on. ``allowed``: the draft length asked for (a drafter that proposed fewer stopped
+        on its own: evidence of how often its drafts go on)."""
         self.costs.record(drafted, draft_s, verify_s, self.cfg.time_weight)
         if resume_s is not None and drafted > 0:
             self.costs.resume_s = _ewma(self.costs.resume_s, resume_s, self.cfg.time_weight)
+        if allowed is not None and allowed > 0:
+            for i in range(min(max(allowed, drafted), self.cfg.k_max)):
+                self.pos_reached[i] *= self.cfg.decay
+                self.pos_offered[i] *= self.cfg.decay
+                if i <= drafted:  # position i + 1 was open to a draft that had reached position i
+                    self.pos_offered[i] += 1.0
+                    self.pos_reached[i] += 1.0 if i < drafted else 0.0
+            if self.cfg.measure:
+                self.costs.pos_continue = self.continue_rates()
         probing, self._probing = self._probing, False
         if drafted == 0:  # nothing was proposed: no evidence about the drafts
             return
@@ -269,15 +289,39 @@ class AdaptiveDraftLength:
         pooled, w = self.rate, self.cfg.prior_weight
         return [(a + pooled * w) / (t + w) for a, t in zip(self.pos_accepted, self.pos_tried)]
 
-    def best_k(self) -> int:
-        """The k maximising tokens per second with position-dependent acceptance: E(k) = 1 + a1 + a1 a2 + ..."""
-        rates = self.position_rates()
-        times = self.step_times()
-        expected, reach = [1.0], 1.0
-        for a in rates[: len(times) - 1]:
-            reach *= a
+    def continue_rates(self) -> list[float]:
+        """The rate s_i at which a draft that reached position i - 1 goes on to position i (1..k_max) when allowed;
+        1 until a drafter stops on its own (prior weight ``prior_weight``)."""
+        w = self.cfg.prior_weight
+        return [(r + w) / (o + w) for r, o in zip(self.pos_reached, self.pos_offered)]
+
+    def outlook(self) -> tuple[list[float], list[float]]:
+        """For each allowance k = 0..k_max: the expected tokens per step E(k) and drafted tokens D(k) (best_k)."""
+        expected, drafted, reach, go = [1.0], [0.0], 1.0, 1.0
+        for a, c in zip(self.position_rates(), self.continue_rates()):
+            go *= c
+            reach *= c * a
+            drafted.append(drafted[-1] + go)
             expected.append(expected[-1] + reach)
-        scores = [expected[k] / times[k] for k in range(len(times))]
+        return expected, drafted
+
+    def best_k(self) -> int:
+        """The allowance k maximising tokens per second, E(k) / T(k). With per-position acceptance a_i and continue
+        rates s_i: E(k) = 1 + s1 a1 + s1 a1 s2 a2 + ..., the drafted tokens D(k) = s1 + s1 s2 + ... (a draft goes on
+        whether or not its tokens will be accepted), T(k) = V(1 + D(k)) + D(k) per drafted token, V interpolated
+        between block sizes. Without a stopping rule (s = 1) this is E = 1 + a1 + a1 a2 + ... over k drafted tokens."""
+        verify = self._verify_times()
+        per_token = self.costs.draft_tok_s
+        if per_token is None or all(t is None for t in self.costs.verify_s):
+            per_token = self.cost * verify[0]
+        expected, drafted = self.outlook()
+
+        def block(d: float) -> float:  # verification of 1 + d rows, d fractional
+            lo = min(int(d), len(verify) - 1)
+            hi = min(lo + 1, len(verify) - 1)
+            return verify[lo] + (verify[hi] - verify[lo]) * (d - lo)
+
+        scores = [expected[k] / (block(drafted[k]) + per_token * drafted[k]) for k in range(len(verify))]
         return max(range(len(scores)), key=scores.__getitem__)
 
     def best_k_at(self, rate: float, draft_tok_s: float | None = None) -> int:

@@ -254,9 +254,9 @@ def speculative_decode(
                     # look dearer the longer it idles, and keep it idle.
                     draft_s = t_verify - t_draft
                     control.update(len(draft), n, None if idle else draft_s, t_done - t_verify,
-                                   resume_s=draft_s if idle else None)
+                                   resume_s=draft_s if idle else None, allowed=k)
                 else:
-                    control.update(len(draft), n)
+                    control.update(len(draft), n, allowed=k)
                 idle = not len(draft)
                 for t in [*draft.tokens[:n], token]:
                     stats.new_tokens += 1
