@@ -1,14 +1,15 @@
-"""A/B/C of the bf16 decode routing for large matrices, side by side in one process, one thread:
+"""A/B/C of the decode routing for large matrices, side by side in one process, one thread:
 
     python benchmarks/llm_packed_ab.py --model qwen2.5-1.5b --new-tokens 40 --rounds 3 [--json out.json]
+    python benchmarks/llm_packed_ab.py --model smollm2-135m --dtype fp32 --settings dense,packed --new-tokens 96
 
 - ``dense``: every linear on the row-major dense kernel (kernels/csrc/dense_kernels.h);
 - ``onednn``: large bf16 matrices on oneDNN's pre-packed batch-1 copy, run module by module (the routing before the
   packed bf16 kernel; what ``ALBUMEN_KERNELS=0`` still does);
-- ``packed`` (the default): large bf16 matrices on the packed bf16 kernel (kernels/csrc/packed_bf16.h), the whole step
-  on the decode plan.
+- ``packed`` (the default): the matrices the packing rule picks on the packed kernel (kernels/csrc/packed_kernels.h),
+  the whole step on the decode plan.
 
-"Large" is the engine's rule (``albumen.llm.model.PACKED_BF16_MIN_NUMEL`` / ``PACKED_BF16_MIN_IN``). Each round runs
+"Large" is the engine's rule (``albumen.llm.model.packed_rule``). Each round runs
 the three settings in turn (so load on the machine hits all alike) and measures plain greedy decoding (tokens/s) and
 the cost of a verification block of 1..8 rows after a 64-token prompt (the decode plan's ``block_argmax`` where a plan
 exists, else the model's forward): medians over rounds, and each block relative to the same setting's single row.
@@ -32,19 +33,14 @@ from albumen.llm.loading import load_model
 
 def _route(model: torch.nn.Module, setting: str) -> None:
     if setting == "dense":
-        saved = model_mod.PACKED_BF16_MIN_NUMEL
-        model_mod.PACKED_BF16_MIN_NUMEL = 1 << 62
-        try:
-            model_mod.use_decode_kernels(model, kernels=True)
-        finally:
-            model_mod.PACKED_BF16_MIN_NUMEL = saved
+        model_mod.use_decode_kernels(model, kernels=True, pack=False)
         return
     model_mod.use_decode_kernels(model, kernels=True)
     if setting == "onednn":  # the large matrices leave the kernels: oneDNN's packed copy, layer by layer
         for m in model.modules():
-            if type(m) is torch.nn.Linear and m.__dict__.get("_packed_bf16"):
+            if type(m) is torch.nn.Linear and m.__dict__.get("_packed"):
                 m.__dict__["_dense_kernel"] = None
-                m.__dict__["_packed_bf16"] = False
+                m.__dict__["_packed"] = False
 
 
 @torch.inference_mode()
@@ -74,11 +70,12 @@ def main() -> None:
     p.add_argument("--model", default="qwen2.5-1.5b")
     p.add_argument("--new-tokens", type=int, default=40)
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--settings", default="dense,onednn,packed")
+    p.add_argument("--settings", default="dense,onednn,packed", help="onednn: bf16 only")
+    p.add_argument("--dtype", default="bf16", help="bf16 or fp32")
     p.add_argument("--json", type=Path, default=None)
     a = p.parse_args()
     torch.set_num_threads(1)
-    model, tok = load_model(a.model, dtype="bf16")
+    model, tok = load_model(a.model, dtype=a.dtype)
     model.setup_caches(1, 512)
     ids = bench_prompt_ids(tok, 64)
     settings = [s for s in a.settings.split(",") if s]
@@ -95,9 +92,9 @@ def main() -> None:
             print(f"round {r} {s:7s} {rates[s][-1]:6.2f} tok/s, blocks ms "
                   + " ".join(f"{k}:{v:.1f}" for k, v in ms.items()), flush=True)
     _route(model, "packed")
-    result: dict[str, Any] = {"model": a.model, "dtype": "bfloat16", "threads": 1, "settings": {}}
+    result: dict[str, Any] = {"model": a.model, "dtype": a.dtype, "threads": 1, "settings": {}}
     base = statistics.median(rates[settings[0]])
-    print(f"{a.model} bf16, 1 thread, medians of {a.rounds} rounds")
+    print(f"{a.model} {a.dtype}, 1 thread, medians of {a.rounds} rounds")
     print(f"{'setting':8s} {'plan':5s} {'tok/s':>6s} {'ratio':>6s}  block of 1..8 rows (ms, x one row)")
     for s in settings:
         rate = statistics.median(rates[s])

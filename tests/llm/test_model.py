@@ -214,7 +214,7 @@ def test_fused_decode_layer_equals_module_path(dtype: torch.dtype, arch: str) ->
 
 def test_large_bf16_linears_take_the_packed_path() -> None:
     """bf16 weights from PACKED_BF16_MIN_NUMEL up (rows of PACKED_BF16_MIN_IN up) run 1..8 rows on a packed copy
-    (the packed bf16 kernel), made once and again after an in-place edit; small ones keep the row-major dense kernel;
+    (the packed kernel), made once and again after an in-place edit; small ones keep the row-major dense kernel;
     a row is the same alone or in a block, bit for bit; with the kernels off, oneDNN's packed copy serves."""
     from albumen.llm.kernels.dense import dense_module
     from albumen.llm.model import PACKED_BF16_MIN_IN, PACKED_BF16_MIN_NUMEL, _mkldnn_packing_available, use_decode_kernels
@@ -227,7 +227,7 @@ def test_large_bf16_linears_take_the_packed_path() -> None:
     small = torch.nn.Linear(side, 64, bias=False).to(torch.bfloat16)
     net = torch.nn.Sequential(big, small)
     assert use_decode_kernels(net, kernels=True) == 2
-    assert big.__dict__["_packed_bf16"] and not small.__dict__["_packed_bf16"]
+    assert big.__dict__["_packed"] and not small.__dict__["_packed"]
     x = torch.randn(1, 9, side, dtype=torch.bfloat16)
     with torch.inference_mode():
         block = big(x[:, :8])
@@ -236,15 +236,15 @@ def test_large_bf16_linears_take_the_packed_path() -> None:
         ref = x.float() @ big.weight.float().T + big.bias.float()
         torch.testing.assert_close(block.float(), ref[:, :8], rtol=2e-2, atol=5e-2)
         torch.testing.assert_close(big(x).float(), ref, rtol=2e-2, atol=5e-2)  # 9 rows: F.linear
-        pack = big.__dict__["_bf16_pack"][1]
+        pack = big.__dict__["_weight_pack"][1]
         big(x[:, :1])
-        assert big.__dict__["_bf16_pack"][1] is pack  # made once
+        assert big.__dict__["_weight_pack"][1] is pack  # made once
     with torch.no_grad():
         big.weight.mul_(2)  # in place, as a LoRA merge does
     with torch.inference_mode():
         torch.testing.assert_close(big(x[:, :2]).float(), 2 * (x[:, :2].float() @ big.weight.float().T / 2)
                                    + big.bias.float(), rtol=2e-2, atol=1e-1)
-        assert big.__dict__["_bf16_pack"][1] is not pack
+        assert big.__dict__["_weight_pack"][1] is not pack
     if _mkldnn_packing_available():
         use_decode_kernels(net, kernels=False)
         with torch.inference_mode():
@@ -254,13 +254,13 @@ def test_large_bf16_linears_take_the_packed_path() -> None:
 
 
 def _pack_everything(monkeypatch: pytest.MonkeyPatch, model: torch.nn.Module) -> None:
-    """Route every bf16 projection and the head of a tiny model to the packed bf16 kernel."""
+    """Route every projection and the head of a tiny model to the packed kernel."""
     import albumen.llm.model as model_mod
 
-    monkeypatch.setattr(model_mod, "PACKED_BF16_MIN_NUMEL", 1)
-    monkeypatch.setattr(model_mod, "PACKED_BF16_MIN_IN", 1)
+    for name in ("PACKED_BF16_MIN_NUMEL", "PACKED_BF16_MIN_IN", "PACKED_F32_MIN_NUMEL", "PACKED_F32_MIN_IN"):
+        monkeypatch.setattr(model_mod, name, 1)
     model_mod.use_decode_kernels(model)
-    assert all(m.__dict__.get("_packed_bf16") for m in model.modules() if type(m) is torch.nn.Linear)
+    assert all(m.__dict__.get("_packed") for m in model.modules() if type(m) is torch.nn.Linear)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -289,7 +289,8 @@ def test_fused_layer_block_equals_its_rows_one_by_one(dtype: torch.dtype) -> Non
     torch.testing.assert_close(block.float(), modules.float(), rtol=tol, atol=tol)
 
 
-@pytest.mark.parametrize("dtype,packed", [(torch.float32, False), (torch.bfloat16, False), (torch.bfloat16, True)])
+@pytest.mark.parametrize("dtype,packed", [(torch.float32, False), (torch.float32, True), (torch.bfloat16, False),
+                                          (torch.bfloat16, True)])
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
 def test_decode_plan_equals_fused_layers(dtype: torch.dtype, packed: bool, arch: str,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
@@ -330,7 +331,8 @@ def test_decode_plan_equals_fused_layers(dtype: torch.dtype, packed: bool, arch:
             plan.argmax(260, 3)
 
 
-@pytest.mark.parametrize("dtype,packed", [(torch.float32, False), (torch.bfloat16, False), (torch.bfloat16, True)])
+@pytest.mark.parametrize("dtype,packed", [(torch.float32, False), (torch.float32, True), (torch.bfloat16, False),
+                                          (torch.bfloat16, True)])
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
 def test_decode_plan_block_rows_equal_single_rows(dtype: torch.dtype, packed: bool, arch: str,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:

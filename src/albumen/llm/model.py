@@ -230,21 +230,21 @@ def _weight_key(w: torch.Tensor) -> tuple[int, int]:
         return (w.data_ptr(), -1)
 
 
-def packed_bf16_weight(module: nn.Linear, kernel: Any) -> torch.Tensor:
-    """``module``'s weight in the packed bf16 kernel's layout (``kernels/csrc/packed_bf16.h``), made on first use and
-    again when the weight changes (another tensor, or an in-place edit such as a LoRA merge): one extra bf16 copy."""
+def packed_weight(module: nn.Linear, kernel: Any) -> torch.Tensor:
+    """``module``'s weight in the packed kernel's layout (``kernels/csrc/packed_kernels.h``), made on first use and
+    again when the weight changes (another tensor, or an in-place edit such as a LoRA merge): one extra copy."""
     w = module.weight
     key = _weight_key(w)
-    pack = module.__dict__.get("_bf16_pack")
+    pack = module.__dict__.get("_weight_pack")
     if pack is None or pack[0] != key:
-        pack = (key, kernel.pack_bf16(w.detach()))
-        module.__dict__["_bf16_pack"] = pack
+        pack = (key, kernel.pack_weight(w.detach()))
+        module.__dict__["_weight_pack"] = pack
     return pack[1]
 
 
 def _decode_rows(x: torch.Tensor, w: torch.Tensor) -> bool:
-    """1..8 bf16 rows at inference: the calls the packed copies serve."""
-    return (x.dtype is torch.bfloat16 and w.dtype is torch.bfloat16 and x.numel() <= 8 * x.shape[-1]
+    """1..8 rows in the weight's dtype at inference: the calls the packed copies serve."""
+    return (x.dtype is w.dtype and x.numel() <= 8 * x.shape[-1]
             and (not torch.is_grad_enabled() or not (w.requires_grad or x.requires_grad)))
 
 
@@ -252,11 +252,11 @@ def _decode_linear_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     """``nn.Linear.forward``, except for 1..8 rows at inference, where a faster CPU kernel computes the same product.
 
     1. With the C++ kernels (``albumen.llm.kernels.dense``), when they handle the call (fp32 or bf16, x in the
-       weight's dtype, at most 8 rows, no autograd): large bf16 weights (``_packed_bf16``, see ``PACKED_BF16_MIN_NUMEL``)
-       on their packed copy (``packed_bf16_weight``: one contiguous stream per 64 outputs, ``VDPBF16PS`` on broadcast
-       activation pairs), the others on the row-major dense kernel. Both stream the weight once at memory bandwidth,
-       and a row's result does not depend on how many rows come with it (speculative verification relies on it).
-       Measured in ``benchmarks/llm_decode.py`` (docs/llm.md) and docs/speculative.md ("A packed bf16 kernel").
+       weight's dtype, at most 8 rows, no autograd): weights the packing rule picks (``_packed``, see
+       ``packed_rule``) on their packed copy (``packed_weight``: one contiguous stream per 64 outputs, one fp32 lane
+       per output), the others on the row-major dense kernel. Both stream the weight once at memory bandwidth, and a
+       row's result does not depend on how many rows come with it (speculative verification relies on it). Measured
+       in ``benchmarks/llm_decode.py`` and ``benchmarks/llm_packed_ab.py`` (docs/llm.md, "The packed kernels").
     2. Otherwise (kernels off), 1..8 bf16 rows: oneDNN with the weight pre-packed for batch 1 (plain ``F.linear``
        reorders the bf16 weight on every call; the packed copy reads 1.65x faster), made on first use and redone when
        the weight changes.
@@ -265,13 +265,13 @@ def _decode_linear_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     w = self.weight
     kernel = self.__dict__.get("_dense_kernel")
     if kernel is not None:
-        if self.__dict__.get("_packed_bf16") and _decode_rows(x, w):
-            y = kernel.try_packed_linear(x, packed_bf16_weight(self, kernel), w.shape[0], self.bias)
+        if self.__dict__.get("_packed") and _decode_rows(x, w) and w.dtype in (torch.float32, torch.bfloat16):
+            y = kernel.try_packed_linear(x, packed_weight(self, kernel), w.shape[0], self.bias)
         else:
             y = kernel.try_linear(x, w, self.bias)  # (..., N), or None where the kernel does not apply
         if y is not None:
             return y
-    elif _decode_rows(x, w) and _mkldnn_packing_available():
+    elif x.dtype is torch.bfloat16 and _decode_rows(x, w) and _mkldnn_packing_available():
         key = _weight_key(w)
         pack = self.__dict__.get("_decode_pack")
         if pack is None or pack[0] != key:
@@ -281,26 +281,42 @@ def _decode_linear_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     return F.linear(x, w, self.bias)
 
 
-# bf16 weights with at least this many elements and rows of at least PACKED_BF16_MIN_IN run on a packed copy (the
-# packed bf16 kernel with the C++ kernels on). Measured one thread on Qwen2.5-1.5B's shapes (docs/speculative.md, "A
-# packed bf16 kernel"): faster than the row-major dense kernel and than oneDNN's pre-packed copy at 1..6 rows, e.g.
-# 8960x1536 at one row 0.74-0.83 ms vs 0.77-0.79 (oneDNN) and 0.91-0.96 (dense); SmolLM2's 576-wide rows stay on
-# the dense kernel (an earlier A/B with oneDNN's copy of its 49152x576 head: 0.94x).
+# Weights with at least this many elements and rows of at least this many inputs run on a packed copy (the packed
+# kernels, with the C++ kernels on). Measured one thread (docs/llm.md, "The packed kernels"): bf16 on Qwen2.5-1.5B's
+# shapes faster than the row-major dense kernel and than oneDNN's pre-packed copy at 1..6 rows (8960x1536, one row:
+# 0.74-0.83 ms vs 0.77-0.79 oneDNN, 0.91-0.96 dense); fp32 on SmolLM2's shapes 1.2-1.3x faster than the row-major
+# kernel at one row (576x1536: 0.096 vs 0.121 ms; the 49152x576 head 3.1 vs 4.0 ms). A pack is a second copy of the
+# weight: the bf16 rule keeps to large matrices (as oneDNN's copy did); SmolLM2's bf16 576-wide rows keep the
+# row-major kernel, where an earlier A/B of oneDNN's copy of its head measured 0.94x (not re-measured on ours).
 PACKED_BF16_MIN_NUMEL = 1024 * 1024
 PACKED_BF16_MIN_IN = 1024
+PACKED_F32_MIN_NUMEL = 64 * 1024
+PACKED_F32_MIN_IN = 256
+
+
+def packed_rule(weight: torch.Tensor) -> bool:
+    """Whether a linear with this weight decodes on a packed copy (with the C++ kernels on)."""
+    n_in = weight.shape[-1] if weight.dim() == 2 else 0
+    if weight.dtype is torch.bfloat16:
+        return weight.numel() >= PACKED_BF16_MIN_NUMEL and n_in >= PACKED_BF16_MIN_IN
+    if weight.dtype is torch.float32:
+        return weight.numel() >= PACKED_F32_MIN_NUMEL and n_in >= PACKED_F32_MIN_IN
+    return False
 
 
 def use_decode_kernels(model: nn.Module, kernels: bool | None = None, fuse_layers: bool = True,
-                       fuse_model: bool = True) -> int:
+                       fuse_model: bool = True, pack: bool = True) -> int:
     """Route every plain ``nn.Linear`` of ``model`` through ``_decode_linear_forward``; returns how many.
 
     The modules stay ``nn.Linear`` with the same parameters and keys (quantization and LoRA still find and swap
     them); only the instance's ``forward`` changes. ``kernels`` (default: unless ``ALBUMEN_KERNELS=0``) chooses the
-    C++ kernels: the dense kernel for the linears, and fused RMSNorm and single-query attention
-    (``albumen.llm.kernels.decode_ops``); without them, bf16 rows go to the pre-packed oneDNN copy and norms and
-    attention stay in PyTorch. With ``fuse_layers`` a decoder layer decoding one token runs as one C++ call
-    (``DecoderLayer._fused_step``); with ``fuse_model`` too, ``Transformer.decode_plan`` runs the whole step as one
-    call (``generate`` uses it). Calling again switches the choice.
+    C++ kernels: the dense kernels for the linears (with ``pack``, the packed kernel for the weights ``packed_rule``
+    picks, on a copy made on first use; the draft head's C++ step reads row-major weights and passes False), and fused
+    RMSNorm and single-query attention (``albumen.llm.kernels.decode_ops``); without them, bf16 rows go to the
+    pre-packed oneDNN copy and norms and attention stay in PyTorch. With ``fuse_layers`` a decoder layer decoding one
+    token runs as one C++ call (``DecoderLayer._fused_step``, for layers without packed weights); with ``fuse_model``
+    too, ``Transformer.decode_plan`` runs the whole step as one call (``generate`` uses it). Calling again switches
+    the choice.
     """
     use_kernel = kernels_enabled() if kernels is None else kernels
     kernel = dense_module() if use_kernel else None
@@ -320,9 +336,7 @@ def use_decode_kernels(model: nn.Module, kernels: bool | None = None, fuse_layer
         elif getattr(module.forward, "__func__", None) is not _decode_linear_forward:
             continue  # someone else's forward: leave it alone
         module.__dict__["_dense_kernel"] = kernel
-        module.__dict__["_packed_bf16"] = (kernel is not None and module.weight.dtype is torch.bfloat16
-                                           and module.weight.numel() >= PACKED_BF16_MIN_NUMEL
-                                           and module.in_features >= PACKED_BF16_MIN_IN)
+        module.__dict__["_packed"] = pack and kernel is not None and packed_rule(module.weight)
         count += 1
     return count
 
@@ -421,7 +435,7 @@ class DecoderLayer(nn.Module):
         attn, mlp = self.self_attn, self.mlp
         parts = (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj)
         if attn.kv_cache is None or any(type(p) is not nn.Linear or p.__dict__.get("_dense_kernel") is None
-                                        or p.__dict__.get("_packed_bf16") for p in parts):
+                                        or p.__dict__.get("_packed") for p in parts):
             return None  # a swapped module, kernels off, or a packed weight (the whole-step plan takes those)
         if any(m._forward_hooks or m._forward_pre_hooks for m in (self.input_layernorm, self.post_attention_layernorm,
                                                                   attn, mlp, *parts)):
@@ -565,11 +579,11 @@ class Transformer(nn.Module):
         plan = ops.DecodePlan(self.model.embed_tokens.weight.detach(), tensors, self.model.norm.weight.detach(),
                               self.lm_head.weight.detach(), self._rope[0], self._rope[1], self.model.norm.eps,
                               self.args.n_heads, self.args.n_kv_heads)
-        if any(m.__dict__.get("_packed_bf16") for m in self.modules() if type(m) is nn.Linear):
+        if any(m.__dict__.get("_packed") for m in self.modules() if type(m) is nn.Linear):
             none = torch.empty(0, dtype=dtype)
 
             def pack(m: nn.Linear) -> torch.Tensor:  # the copy _decode_linear_forward uses (made here if new)
-                return packed_bf16_weight(m, m.__dict__["_dense_kernel"]) if m.__dict__.get("_packed_bf16") else none
+                return packed_weight(m, m.__dict__["_dense_kernel"]) if m.__dict__.get("_packed") else none
 
             plan.set_packs([[pack(p) for p in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj,
                                                layer.self_attn.o_proj, layer.mlp.gate_proj, layer.mlp.up_proj,

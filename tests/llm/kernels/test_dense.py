@@ -96,22 +96,28 @@ def test_bad_input_is_a_clear_error() -> None:
         mod.linear(torch.randn(9, 8), torch.randn(4, 8), None)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("n,k", [(200, 96), (130, 77), (64, 2), (1, 5), (70, 1)])
-def test_packed_bf16_matches_reference_and_rows_are_independent(n: int, k: int) -> None:
-    """The packed bf16 kernel (packed_bf16.h): y = x @ W^T + b to bf16 rounding for ragged N and odd K (zero padded
-    pairs), and a row's result is the same bit for bit alone or in a block of any size (speculative verification)."""
+def test_packed_matches_reference_and_rows_are_independent(dtype: torch.dtype, n: int, k: int) -> None:
+    """The packed kernel (packed_kernels.h): y = x @ W^T + b to the dtype's rounding for ragged N and odd K (bf16:
+    zero padded pairs), and a row's result is the same bit for bit alone or in a block of any size (speculative
+    verification)."""
     mod = dense_module()
     if mod is None:
         pytest.skip("kernels not built")
     g = torch.Generator().manual_seed(n * 100 + k)
-    w = torch.randn(n, k, generator=g).bfloat16()
-    b = torch.randn(n, generator=g).bfloat16()
-    x = torch.randn(8, k, generator=g).bfloat16()
-    pack = mod.pack_bf16(w)
-    assert pack.shape == ((n + 63) // 64, (k + 1) // 2, 128) and pack.dtype is torch.bfloat16
+    w = torch.randn(n, k, generator=g).to(dtype)
+    b = torch.randn(n, generator=g).to(dtype)
+    x = torch.randn(8, k, generator=g).to(dtype)
+    pack = mod.pack_weight(w)
+    steps, width = ((k + 1) // 2, 128) if dtype is torch.bfloat16 else (k, 64)
+    assert pack.shape == ((n + 63) // 64, steps, width) and pack.dtype is dtype
     block = mod.try_packed_linear(x, pack, n, b)
-    ref = x.float() @ w.float().T + b.float()
-    torch.testing.assert_close(block.float(), ref, rtol=1e-2, atol=3e-2 * max(1.0, k ** 0.5 / 4))
+    ref = reference(x, w, b)
+    if dtype is torch.float32:
+        torch.testing.assert_close(block.double(), ref, rtol=0, atol=1e-5 * (ref.abs().max().item() + 1) * k ** 0.5)
+    else:
+        torch.testing.assert_close(block.float(), ref.float(), rtol=1e-2, atol=3e-2 * max(1.0, k ** 0.5 / 4))
     for rows in range(1, 9):
         assert torch.equal(mod.try_packed_linear(x[:rows], pack, n, b), block[:rows])
     for i in range(8):
@@ -120,20 +126,21 @@ def test_packed_bf16_matches_reference_and_rows_are_independent(n: int, k: int) 
                        .view(2, 4, n))
 
 
-def test_packed_bf16_declines_or_refuses_what_it_cannot_do() -> None:
-    """None (the caller takes another path) for 9+ rows, fp32 input or a bias of another size; an error for a pack
-    that does not fit the call."""
+def test_packed_declines_or_refuses_what_it_cannot_do() -> None:
+    """None (the caller takes another path) for 9+ rows, input of another dtype or a bias of another size; an error
+    for a pack that does not fit the call, or a weight of another dtype."""
     mod = dense_module()
     if mod is None:
         pytest.skip("kernels not built")
     w = torch.randn(70, 32).bfloat16()
-    pack = mod.pack_bf16(w)
+    pack = mod.pack_weight(w)
     assert mod.try_packed_linear(torch.randn(9, 32).bfloat16(), pack, 70, None) is None
     assert mod.try_packed_linear(torch.randn(2, 32), pack, 70, None) is None
     assert mod.try_packed_linear(torch.randn(2, 32).bfloat16(), pack, 70, torch.zeros(3).bfloat16()) is None
+    assert mod.try_packed_linear(torch.randn(2, 32), mod.pack_weight(torch.randn(70, 32)), 70, None) is not None
     with pytest.raises(RuntimeError, match="not that of a packed"):
         mod.try_packed_linear(torch.randn(2, 30).bfloat16(), pack, 70, None)
     with pytest.raises(RuntimeError, match="not that of a packed"):
         mod.try_packed_linear(torch.randn(2, 32).bfloat16(), pack, 200, None)
-    with pytest.raises(RuntimeError, match="2-D bf16"):
-        mod.pack_bf16(torch.randn(4, 4))
+    with pytest.raises(RuntimeError, match="bf16 or fp32"):
+        mod.pack_weight(torch.randn(4, 4).half())

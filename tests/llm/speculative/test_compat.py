@@ -73,21 +73,22 @@ def test_greedy_identical_with_an_active_lora_adapter() -> None:
         assert list(speculative_decode(target, drafter, PROMPT, CFG, SpeculativeConfig(k=4))) == expected, name
 
 
-def test_greedy_identical_with_a_bf16_target_on_packed_weights(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A bf16 target whose products run on packed copies (the packed bf16 kernel, as Qwen2.5-1.5B's large linears
-    do): the decode plan verifies blocks, a row inside a block is the row alone, so greedy speculation is
-    token-identical (it was not on oneDNN's packed copy)."""
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_greedy_identical_with_a_target_on_packed_weights(dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A target whose products run on packed copies (the packed kernels, as Qwen2.5-1.5B's large bf16 linears and
+    SmolLM2's fp32 ones do): the decode plan verifies blocks, a row inside a block is the row alone, so greedy
+    speculation is token-identical (bf16 was not on oneDNN's packed copy)."""
     import albumen.llm.model as model_mod
 
-    target = tiny_model(seed=4, dim=64, dtype=torch.bfloat16)
-    monkeypatch.setattr(model_mod, "PACKED_BF16_MIN_NUMEL", 1)
-    monkeypatch.setattr(model_mod, "PACKED_BF16_MIN_IN", 1)
+    target = tiny_model(seed=4, dim=64, dtype=dtype)
+    for name in ("PACKED_BF16_MIN_NUMEL", "PACKED_BF16_MIN_IN", "PACKED_F32_MIN_NUMEL", "PACKED_F32_MIN_IN"):
+        monkeypatch.setattr(model_mod, name, 1)
     model_mod.use_decode_kernels(target)
     target.setup_caches(1, 64)
     with torch.inference_mode():
         if target.decode_plan() is None:
             pytest.skip("decode ops not built")
-    assert all(m.__dict__.get("_packed_bf16") for m in target.modules() if type(m) is torch.nn.Linear)
+    assert all(m.__dict__.get("_packed") for m in target.modules() if type(m) is torch.nn.Linear)
     expected = plain_tokens(target, PROMPT, CFG)
     for name, drafter in _drafters(target).items():
         stats = SpeculativeStats()

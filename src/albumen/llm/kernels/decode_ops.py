@@ -26,4 +26,4 @@ def decode_ops_module() -> ModuleType | None:
     # explicit intrinsics and stay).
     return load_extension("albumen_decode_ops", [_SOURCE], extra_cflags=("-ffp-contract=off",),
                           depends=[_SOURCE.with_name("dense_kernels.h"), _SOURCE.with_name("decode_kernels.h"),
-                                   _SOURCE.with_name("packed_bf16.h")])
+                                   _SOURCE.with_name("packed_kernels.h")])

@@ -26,7 +26,7 @@ _SOURCE = Path(__file__).resolve().with_name("csrc") / "dense.cpp"
 def dense_module() -> ModuleType | None:
     """The compiled kernel module, or None (kernels off, or the build failed: one warning)."""
     return load_extension("albumen_dense", [_SOURCE], depends=[_SOURCE.with_name("dense_kernels.h"),
-                                                                     _SOURCE.with_name("packed_bf16.h")])
+                                                                     _SOURCE.with_name("packed_kernels.h")])
 
 
 def dense_available() -> bool:

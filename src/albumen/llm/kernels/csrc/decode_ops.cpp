@@ -11,7 +11,7 @@
 // fp32 or bf16 tensors; arithmetic in fp32. Measured on SmolLM2 decode: ~60 small ATen ops per layer become 3 calls.
 #include "dense_kernels.h"
 #include "decode_kernels.h"
-#include "packed_bf16.h"
+#include "packed_kernels.h"
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <c10/util/BFloat16.h>
@@ -315,11 +315,10 @@ class DecodePlan {
 
   int64_t max_positions() const { return S_; }
 
-  // bf16 products on packed copies (kernels/csrc/packed_bf16.h) instead of the row-major weights: per layer the
+  // Products on packed copies (kernels/csrc/packed_kernels.h) instead of the row-major weights: per layer the
   // packs of q, k, v, o, gate, up, down (an empty tensor keeps that product on the dense kernel), and the head's.
   // The copies are the model's (model.py makes and caches them); a row is still the same alone or in a block.
   void set_packs(std::vector<std::vector<torch::Tensor>> packs, torch::Tensor head_pack) {
-    TORCH_CHECK(dt_ == at::kBFloat16, "DecodePlan: packed products are bf16 only");
     TORCH_CHECK(packs.size() == layers_.size(), "DecodePlan: ", packs.size(), " pack lists for ", layers_.size(),
                 " layers");
     const int64_t nq = nh_ * hd_, nk = nkv_ * hd_;
@@ -327,9 +326,9 @@ class DecodePlan {
     for (auto& l : packs) {
       TORCH_CHECK(l.size() == 7, "DecodePlan: 7 packs per layer (q, k, v, o, gate, up, down)");
       for (int i = 0; i < 7; ++i)
-        if (l[i].numel()) albumen_packed::check_pack(l[i], shapes[i][0], shapes[i][1]);
+        if (l[i].numel()) check_pack(l[i], shapes[i][0], shapes[i][1]);
     }
-    if (head_pack.numel()) albumen_packed::check_pack(head_pack, V_, D_);
+    if (head_pack.numel()) check_pack(head_pack, V_, D_);
     packs_ = std::move(packs);
     head_pack_ = std::move(head_pack);
     pack_versions_ = packed_weight_versions();
@@ -367,17 +366,20 @@ class DecodePlan {
     return argmax_of(logits_.data_ptr<c10::BFloat16>() + m * V_, V_);
   }
 
-  // y (M, N) = x (M, K) W^T (+ b): on W's pack when there is one (bf16), else the dense kernel on W.
+  // y (M, N) = x (M, K) W^T (+ b): on W's pack when there is one, else the row-major dense kernel on W.
   template <typename T>
   void product(const T* x, const torch::Tensor& w, const torch::Tensor* pack, const T* b, T* y, int64_t M, int64_t N,
                int64_t K) const {
-    if constexpr (std::is_same_v<T, c10::BFloat16>) {
-      if (pack != nullptr && pack->numel()) {
-        albumen_packed::packed_gemm(x, M, K, pack->data_ptr<c10::BFloat16>(), N, b, y);
-        return;
-      }
+    if (pack != nullptr && pack->numel()) {
+      albumen_packed::packed_gemm<T>(x, M, K, pack->data_ptr<T>(), N, b, y);
+      return;
     }
     gemm_rows<T>(x, w.data_ptr<T>(), b, y, M, N, K);
+  }
+
+  void check_pack(const torch::Tensor& pack, int64_t N, int64_t K) const {
+    TORCH_CHECK(pack.scalar_type() == dt_, "DecodePlan: a pack of dtype ", pack.scalar_type(), " for a ", dt_, " model");
+    albumen_packed::check_pack(pack, N, K);
   }
 
   // The version counters of the weights that have packs: a pack is a copy, so an in-place edit of its weight after
@@ -601,7 +603,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       .def("block_argmax", &DecodePlan::block_argmax, "the greedy token after each row of a block",
            py::arg("tokens"), py::arg("pos"))
       .def("features", &DecodePlan::features, "final normed hidden states (rows, D) of the last call")
-      .def("set_packs", &DecodePlan::set_packs, "bf16 products on packed weight copies: 7 per layer, then the head's",
+      .def("set_packs", &DecodePlan::set_packs, "products on packed weight copies: 7 per layer, then the head's",
            py::arg("packs"), py::arg("head_pack"))
       .def_property_readonly("max_positions", &DecodePlan::max_positions);
   py::class_<HeadPlan>(m, "HeadPlan", "the greedy draft step of an EAGLE-style draft head, batch 1")

@@ -170,14 +170,14 @@ class HeadDrafter:
                              f"the target has {target.args.dim}")
         dtype = self.dtype or target.model.norm.weight.dtype
         self.head.to(dtype)
-        use_decode_linears(self.head)  # one-row products through the engine's decode kernels (model.py)
+        use_decode_linears(self.head, pack=False)  # one-row products on the engine's row-major kernels (model.py)
         self.head.setup_cache(max_seq_len, dtype)
         weight = head_weight(target.lm_head)
         key = (id(target.lm_head), weight.data_ptr(), dtype)
         if key != self._lm_key:
             self._lm = nn.Linear(target.args.dim, len(self.head.vocab), bias=False, dtype=dtype)
             self._lm.weight = nn.Parameter(weight[self.head.vocab].to(dtype).contiguous(), requires_grad=False)
-            use_decode_linears(self._lm)
+            use_decode_linears(self._lm, pack=False)  # the C++ head step reads row-major weights
             self._lm_key = key
         self._feats = torch.zeros(max_seq_len, target.args.dim, dtype=dtype)
         self._fed = []
@@ -194,7 +194,7 @@ class HeadDrafter:
             return None
         linears = (self.head.fc, self._lm, attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.gate_proj,
                    mlp.up_proj, mlp.down_proj)
-        if (any(m.__dict__.get("_dense_kernel") is None or m.__dict__.get("_packed_bf16") for m in linears)
+        if (any(m.__dict__.get("_dense_kernel") is None or m.__dict__.get("_packed") for m in linears)
                 or self.head.fc.bias is None):
             return None  # the plan reads row-major weights on the dense kernel
         embed = target.model.embed_tokens
