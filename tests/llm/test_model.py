@@ -213,15 +213,15 @@ def test_fused_decode_layer_equals_module_path(dtype: torch.dtype, arch: str) ->
 
 
 def test_large_bf16_linears_take_the_packed_path() -> None:
-    """bf16 weights from PACKED_BF16_MIN_NUMEL up (rows of PACKED_BF16_MIN_IN up) run 1..8 rows on a packed copy
+    """bf16 weights from PACKED_MIN_NUMEL up (rows of PACKED_MIN_IN up) run 1..8 rows on a packed copy
     (the packed kernel), made once and again after an in-place edit; small ones keep the row-major dense kernel;
     a row is the same alone or in a block, bit for bit; with the kernels off, oneDNN's packed copy serves."""
     from albumen.llm.kernels.dense import dense_module
-    from albumen.llm.model import PACKED_BF16_MIN_IN, PACKED_BF16_MIN_NUMEL, _mkldnn_packing_available, use_decode_kernels
+    from albumen.llm.model import PACKED_MIN_IN, PACKED_MIN_NUMEL, _mkldnn_packing_available, use_decode_kernels
 
     if dense_module() is None:
         pytest.skip("needs the dense kernels")
-    side = max(PACKED_BF16_MIN_IN, int(PACKED_BF16_MIN_NUMEL ** 0.5) + 1)
+    side = max(PACKED_MIN_IN, int(PACKED_MIN_NUMEL ** 0.5) + 1)
     torch.manual_seed(0)
     big = torch.nn.Linear(side, side, bias=True).to(torch.bfloat16)
     small = torch.nn.Linear(side, 64, bias=False).to(torch.bfloat16)
@@ -257,7 +257,7 @@ def _pack_everything(monkeypatch: pytest.MonkeyPatch, model: torch.nn.Module) ->
     """Route every projection and the head of a tiny model to the packed kernel."""
     import albumen.llm.model as model_mod
 
-    for name in ("PACKED_BF16_MIN_NUMEL", "PACKED_BF16_MIN_IN", "PACKED_F32_MIN_NUMEL", "PACKED_F32_MIN_IN"):
+    for name in ("PACKED_MIN_NUMEL", "PACKED_MIN_IN"):
         monkeypatch.setattr(model_mod, name, 1)
     model_mod.use_decode_kernels(model)
     assert all(m.__dict__.get("_packed") for m in model.modules() if type(m) is torch.nn.Linear)

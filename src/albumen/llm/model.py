@@ -285,23 +285,18 @@ def _decode_linear_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
 # kernels, with the C++ kernels on). Measured one thread (docs/llm.md, "The packed kernels"): bf16 on Qwen2.5-1.5B's
 # shapes faster than the row-major dense kernel and than oneDNN's pre-packed copy at 1..6 rows (8960x1536, one row:
 # 0.74-0.83 ms vs 0.77-0.79 oneDNN, 0.91-0.96 dense); fp32 on SmolLM2's shapes 1.2-1.3x faster than the row-major
-# kernel at one row (576x1536: 0.096 vs 0.121 ms; the 49152x576 head 3.1 vs 4.0 ms). A pack is a second copy of the
-# weight: the bf16 rule keeps to large matrices (as oneDNN's copy did); SmolLM2's bf16 576-wide rows keep the
-# row-major kernel, where an earlier A/B of oneDNN's copy of its head measured 0.94x (not re-measured on ours).
-PACKED_BF16_MIN_NUMEL = 1024 * 1024
-PACKED_BF16_MIN_IN = 1024
-PACKED_F32_MIN_NUMEL = 64 * 1024
-PACKED_F32_MIN_IN = 256
+# kernel at one row (576x1536: 0.096 vs 0.121 ms; the 49152x576 head 3.1 vs 4.0 ms); whole models 1.09-1.18x faster
+# plain decoding (SmolLM2 bf16 and fp32, Qwen2.5-1.5B bf16), blocks of 2..6 rows far cheaper. A pack is a second copy
+# of the weight; tiny matrices keep the row-major kernel.
+PACKED_MIN_NUMEL = 64 * 1024
+PACKED_MIN_IN = 256
 
 
 def packed_rule(weight: torch.Tensor) -> bool:
-    """Whether a linear with this weight decodes on a packed copy (with the C++ kernels on)."""
-    n_in = weight.shape[-1] if weight.dim() == 2 else 0
-    if weight.dtype is torch.bfloat16:
-        return weight.numel() >= PACKED_BF16_MIN_NUMEL and n_in >= PACKED_BF16_MIN_IN
-    if weight.dtype is torch.float32:
-        return weight.numel() >= PACKED_F32_MIN_NUMEL and n_in >= PACKED_F32_MIN_IN
-    return False
+    """Whether a linear with this weight decodes on a packed copy (with the C++ kernels on): fp32 or bf16, at least
+    ``PACKED_MIN_NUMEL`` elements in rows of at least ``PACKED_MIN_IN``."""
+    return (weight.dtype in (torch.float32, torch.bfloat16) and weight.dim() == 2
+            and weight.numel() >= PACKED_MIN_NUMEL and weight.shape[1] >= PACKED_MIN_IN)
 
 
 def use_decode_kernels(model: nn.Module, kernels: bool | None = None, fuse_layers: bool = True,

@@ -81,7 +81,7 @@ def test_greedy_identical_with_a_target_on_packed_weights(dtype: torch.dtype, mo
     import albumen.llm.model as model_mod
 
     target = tiny_model(seed=4, dim=64, dtype=dtype)
-    for name in ("PACKED_BF16_MIN_NUMEL", "PACKED_BF16_MIN_IN", "PACKED_F32_MIN_NUMEL", "PACKED_F32_MIN_IN"):
+    for name in ("PACKED_MIN_NUMEL", "PACKED_MIN_IN"):
         monkeypatch.setattr(model_mod, name, 1)
     model_mod.use_decode_kernels(target)
     target.setup_caches(1, 64)
