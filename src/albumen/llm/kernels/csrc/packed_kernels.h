@@ -45,6 +45,23 @@ inline void check_dtype(const torch::Tensor& t, const char* what) {
               " must be bf16 or fp32");
 }
 
+// The pack of W (N, K) as raw elements: each group's stream written front to back (the 64 rows' next step side by
+// side, read from 64 row streams that stay in L1).
+template <typename E, int64_t W>
+inline void pack_groups(const E* src, E* dst, int64_t N, int64_t K, int64_t S, int64_t g0, int64_t g1) {
+  for (int64_t g = g0; g < g1; ++g) {
+    E* out = dst + g * S * W * kGroup;
+    for (int64_t s = 0; s < S; ++s)
+      for (int64_t j = 0; j < kGroup; ++j, out += W) {
+        const int64_t n = g * kGroup + j;
+        for (int64_t i = 0; i < W; ++i) {
+          const int64_t k = s * W + i;
+          out[i] = (n < N && k < K) ? src[n * K + k] : E(0);
+        }
+      }
+  }
+}
+
 // (N, K) weight, bf16 or fp32 -> its packed copy, same dtype: (G, P, 128) bf16 or (G, K, 64) fp32.
 inline torch::Tensor pack_weight(const torch::Tensor& w) {
   TORCH_CHECK(w.dim() == 2 && w.device().is_cpu() &&
@@ -53,20 +70,15 @@ inline torch::Tensor pack_weight(const torch::Tensor& w) {
   auto wc = w.contiguous();
   const int64_t N = wc.size(0), K = wc.size(1), G = (N + kGroup - 1) / kGroup;
   const bool bf = wc.scalar_type() == at::kBFloat16;
-  const int64_t S = bf ? (K + 1) / 2 : K, W = bf ? 2 : 1;  // steps, inputs per step
-  auto out = torch::zeros({G, S, W * kGroup}, wc.options());
-  const int64_t elem = wc.element_size();
-  const char* src = static_cast<const char*>(wc.data_ptr());
-  char* dst = static_cast<char*>(out.data_ptr());
+  const int64_t S = bf ? (K + 1) / 2 : K;  // steps of the stream
+  auto out = torch::empty({G, S, (bf ? 2 : 1) * kGroup}, wc.options());
   at::parallel_for(0, G, 1, [&](int64_t g0, int64_t g1) {
-    for (int64_t g = g0; g < g1; ++g)
-      for (int64_t j = 0; j < kGroup && g * kGroup + j < N; ++j) {
-        const char* row = src + (g * kGroup + j) * K * elem;
-        for (int64_t k = 0; k < K; ++k) {
-          const int64_t at_ = ((g * S + k / W) * kGroup + j) * W + k % W;
-          std::memcpy(dst + at_ * elem, row + k * elem, elem);
-        }
-      }
+    if (bf) {
+      pack_groups<uint16_t, 2>(reinterpret_cast<const uint16_t*>(wc.data_ptr()),
+                               reinterpret_cast<uint16_t*>(out.data_ptr()), N, K, S, g0, g1);
+    } else {
+      pack_groups<float, 1>(wc.data_ptr<float>(), out.data_ptr<float>(), N, K, S, g0, g1);
+    }
   });
   return out;
 }
