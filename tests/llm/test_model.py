@@ -253,6 +253,28 @@ def test_large_bf16_linears_take_the_packed_path() -> None:
         assert "_decode_pack" in big.__dict__
 
 
+def test_packs_stay_within_the_memory_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model whose packed copies would exceed PACKED_MAX_BYTES packs nothing (every linear keeps the row-major
+    kernel) and still decodes; within the budget the rule applies."""
+    import albumen.llm.model as model_mod
+
+    if model_mod.dense_module() is None:
+        pytest.skip("needs the dense kernels")
+    for name in ("PACKED_MIN_NUMEL", "PACKED_MIN_IN"):
+        monkeypatch.setattr(model_mod, name, 1)
+    model = tiny_model(seed=1)
+    total = sum(m.weight.numel() * m.weight.element_size() for m in model.modules() if type(m) is torch.nn.Linear)
+    monkeypatch.setattr(model_mod, "PACKED_MAX_BYTES", total - 1)
+    model_mod.use_decode_kernels(model)
+    assert not any(m.__dict__.get("_packed") for m in model.modules() if type(m) is torch.nn.Linear)
+    model.setup_caches(1, 16)
+    with torch.inference_mode():
+        assert model.decode_plan() is not None and model(torch.tensor([[1, 2]]), torch.arange(2)).shape[1] == 2
+    monkeypatch.setattr(model_mod, "PACKED_MAX_BYTES", total)
+    model_mod.use_decode_kernels(model)
+    assert all(m.__dict__.get("_packed") for m in model.modules() if type(m) is torch.nn.Linear)
+
+
 def _pack_everything(monkeypatch: pytest.MonkeyPatch, model: torch.nn.Module) -> None:
     """Route every projection and the head of a tiny model to the packed kernel."""
     import albumen.llm.model as model_mod

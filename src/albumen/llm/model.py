@@ -290,6 +290,9 @@ def _decode_linear_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
 # of the weight; tiny matrices keep the row-major kernel.
 PACKED_MIN_NUMEL = 64 * 1024
 PACKED_MIN_IN = 256
+# The packs of one model may take at most this many bytes (they are second copies): a larger model decodes on the
+# row-major kernel instead of running out of memory (Qwen2.5-1.5B bf16 packs ~3 GB; a 7B bf16 model would pack 14).
+PACKED_MAX_BYTES = 6 * 1024**3
 
 
 def packed_rule(weight: torch.Tensor) -> bool:
@@ -306,7 +309,8 @@ def use_decode_kernels(model: nn.Module, kernels: bool | None = None, fuse_layer
     The modules stay ``nn.Linear`` with the same parameters and keys (quantization and LoRA still find and swap
     them); only the instance's ``forward`` changes. ``kernels`` (default: unless ``ALBUMEN_KERNELS=0``) chooses the
     C++ kernels: the dense kernels for the linears (with ``pack``, the packed kernel for the weights ``packed_rule``
-    picks, on a copy made on first use; the draft head's C++ step reads row-major weights and passes False), and fused
+    picks, on a copy made on first use, unless those copies would exceed ``PACKED_MAX_BYTES``; the draft head's C++
+    step reads row-major weights and passes False), and fused
     RMSNorm and single-query attention (``albumen.llm.kernels.decode_ops``); without them, bf16 rows go to the
     pre-packed oneDNN copy and norms and attention stay in PyTorch. With ``fuse_layers`` a decoder layer decoding one
     token runs as one C++ call (``DecoderLayer._fused_step``, for layers without packed weights); with ``fuse_model``
@@ -315,6 +319,10 @@ def use_decode_kernels(model: nn.Module, kernels: bool | None = None, fuse_layer
     """
     use_kernel = kernels_enabled() if kernels is None else kernels
     kernel = dense_module() if use_kernel else None
+    linears = [m for m in model.modules() if type(m) is nn.Linear]
+    if pack and sum(m.weight.numel() * m.weight.element_size() for m in linears
+                    if packed_rule(m.weight)) > PACKED_MAX_BYTES:
+        pack = False  # the copies would not fit the budget: every linear stays on the row-major kernel
     ops = decode_ops_module() if use_kernel else None
     count = 0
     if isinstance(model, Transformer):
