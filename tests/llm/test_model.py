@@ -247,10 +247,13 @@ def test_large_bf16_linears_take_the_packed_path() -> None:
         assert big.__dict__["_weight_pack"][1] is not pack
     if _mkldnn_packing_available():
         use_decode_kernels(net, kernels=False)
+        assert "_weight_pack" not in big.__dict__  # the unused copy is dropped
         with torch.inference_mode():
             torch.testing.assert_close(big(x[:, :4]).float(), x[:, :4].float() @ big.weight.float().T
                                        + big.bias.float(), rtol=2e-2, atol=1e-1)
         assert "_decode_pack" in big.__dict__
+        use_decode_kernels(net, kernels=True)
+        assert "_decode_pack" not in big.__dict__
 
 
 def test_packs_stay_within_the_memory_budget(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -310,9 +310,9 @@ def use_decode_kernels(model: nn.Module, kernels: bool | None = None, fuse_layer
     them); only the instance's ``forward`` changes. ``kernels`` (default: unless ``ALBUMEN_KERNELS=0``) chooses the
     C++ kernels: the dense kernels for the linears (with ``pack``, the packed kernel for the weights ``packed_rule``
     picks, on a copy made on first use, unless those copies would exceed ``PACKED_MAX_BYTES``; the draft head's C++
-    step reads row-major weights and passes False), and fused
-    RMSNorm and single-query attention (``albumen.llm.kernels.decode_ops``); without them, bf16 rows go to the
-    pre-packed oneDNN copy and norms and attention stay in PyTorch. With ``fuse_layers`` a decoder layer decoding one
+    step reads row-major weights and passes False), and fused RMSNorm and single-query attention
+    (``albumen.llm.kernels.decode_ops``); without them, bf16 rows go to the pre-packed oneDNN copy and norms and
+    attention stay in PyTorch. Copies a new choice no longer uses are dropped. With ``fuse_layers`` a decoder layer decoding one
     token runs as one C++ call (``DecoderLayer._fused_step``, for layers without packed weights); with ``fuse_model``
     too, ``Transformer.decode_plan`` runs the whole step as one call (``generate`` uses it). Calling again switches
     the choice.
@@ -340,6 +340,10 @@ def use_decode_kernels(model: nn.Module, kernels: bool | None = None, fuse_layer
             continue  # someone else's forward: leave it alone
         module.__dict__["_dense_kernel"] = kernel
         module.__dict__["_packed"] = pack and kernel is not None and packed_rule(module.weight)
+        if not module.__dict__["_packed"]:
+            module.__dict__.pop("_weight_pack", None)  # a copy this choice no longer reads: free its memory
+        if kernel is not None:
+            module.__dict__.pop("_decode_pack", None)  # oneDNN's copy serves only with the kernels off
         count += 1
     return count
 
