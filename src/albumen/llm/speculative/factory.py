@@ -3,7 +3,9 @@
 Specs: ``lookup`` (prompt n-grams), ``head`` (the trained head for the target, from ``assets/drafters``),
 ``head:PATH`` (a head file), ``model:NAME`` (a smaller model with the same tokenizer, loaded through ``load``; its
 LM head restricted to the draft vocabulary in ``assets/drafters`` for its tokenizer family when there is one, see
-vocab.py), ``model:NAME:full`` (the whole vocabulary), ``model:NAME:PATH.json`` (another draft vocabulary), any of
+vocab.py), ``model:NAME:full`` (the whole vocabulary), ``model:NAME:PATH.json`` (another draft vocabulary), ``self`` (the
+target's own weights at 4 bits with the gains distilled for it in ``assets/drafters``, self_draft.py; ``self:untrained``
+without them, ``self:PATH.safetensors`` other gains; ``:full`` / ``:VOCAB.json`` as for ``model``), any of
 these with ``:pP`` (e.g. ``:p0.4``: a draft stops before a token whose draft probability is below P), and chains
 such as ``lookup+head`` (the first drafter with a proposal wins).
 This module knows drafter names and where trained heads live; loading models is the caller's ``load`` callable.
@@ -19,10 +21,11 @@ from albumen.llm.model import Transformer
 from albumen.llm.speculative.decode import SpeculativeStats
 from albumen.llm.speculative.drafters.base import Drafter
 
-__all__ = ["default_head_path", "default_vocab_path", "describe", "make_drafter"]
+__all__ = ["default_head_path", "default_self_gains_path", "default_vocab_path", "describe", "make_drafter"]
 
 _HEADS = {"smollm2-135m": "smollm2-135m-head.safetensors"}
-_VOCABS = {"qwen2.5": "qwen2.5.vocab.json"}  # draft vocabularies by tokenizer family (preset name prefix)
+_VOCABS = {"qwen2.5": "qwen2.5.vocab.json", "smollm2": "smollm2.vocab.json"}
+_SELF_GAINS = "{}-self.safetensors"  # distilled gains of a target's quantized self draft, by preset name  # draft vocabularies by tokenizer family (preset name prefix)
 
 
 def drafters_dir() -> Path:
@@ -37,6 +40,12 @@ def default_head_path(target_name: str) -> Path:
         raise ValueError(f"no trained draft head for {target_name!r} (heads exist for: {', '.join(_HEADS)}); "
                          "pass head:PATH, or use lookup / model:NAME")
     return drafters_dir() / _HEADS[key]
+
+
+def default_self_gains_path(target_name: str) -> Path | None:
+    """The distilled self-draft gains for a target preset name (``smollm2-135m``), or None where none were trained."""
+    path = drafters_dir() / _SELF_GAINS.format(Path(str(target_name)).name.lower())
+    return path if path.is_file() else None
 
 
 def default_vocab_path(draft_name: str) -> Path | None:
@@ -86,8 +95,36 @@ def make_drafter(
         vocab = load_draft_vocab(vocab_path) if vocab_path is not None else None
         return ModelDrafter(load(name), name=f"model:{arg}", vocab=vocab, min_confidence=confidence,
                             keep_unsure=keep_unsure)
-    raise ValueError(f"unknown drafter {spec!r}; use lookup, head[:PATH][:pP], model:NAME[:full|:VOCAB.json][:pP|:aP] "
-                     "or a chain like lookup+head")
+    if kind == "self":
+        return _self_drafter(spec, arg, target, target_name, confidence, keep_unsure)
+    raise ValueError(f"unknown drafter {spec!r}; use lookup, head[:PATH][:pP], model:NAME[:full|:VOCAB.json][:pP|:aP], "
+                     "self[:untrained|:GAINS.safetensors][:full|:VOCAB.json][:pP|:aP] or a chain like lookup+head")
+
+
+def _self_drafter(spec: str, arg: str, target: Transformer, target_name: str, confidence: float,
+                  keep_unsure: bool) -> Drafter:
+    """``self[...]``: the target's quantized copy (self_draft.py) drafting through a ``ModelDrafter``."""
+    from albumen.llm.speculative.drafters.model import ModelDrafter
+    from albumen.llm.speculative.self_draft import self_draft
+    from albumen.llm.speculative.vocab import load_draft_vocab
+
+    gains, vocab_path, trained = default_self_gains_path(target_name), default_vocab_path(target_name), True
+    for option in [o for o in arg.split(":") if o]:
+        if option == "untrained":
+            gains, trained = None, False
+        elif option.endswith(".safetensors"):
+            gains = Path(option)
+        elif option == "full":
+            vocab_path = None
+        elif option.endswith(".json"):
+            vocab_path = Path(option)
+        else:
+            raise ValueError(f"{spec!r}: unknown option {option!r} (untrained, GAINS.safetensors, full, VOCAB.json, "
+                             "pP, aP)")
+    label = "self" + (f":{arg}" if arg else "") + (" (untrained)" if gains is None and trained else "")
+    vocab = load_draft_vocab(vocab_path) if vocab_path is not None else None
+    return ModelDrafter(self_draft(target, gains), name=label,
+                        vocab=vocab, min_confidence=confidence, keep_unsure=keep_unsure)
 
 
 def _confidence_rule(arg: str) -> tuple[str, float, bool]:
