@@ -33,7 +33,7 @@ def test_every_drafter_prints_the_plain_text(tmp_path: Path, folders: tuple[Path
     torch.manual_seed(0)
     head = DraftHead(HeadConfig.for_target(model.args, "tiny", intermediate_size=32), torch.arange(260))
     save_head(head, tmp_path / "head.safetensors")
-    for spec in ("lookup", f"model:{draft}", f"head:{tmp_path / 'head.safetensors'}"):
+    for spec in ("lookup", f"model:{draft}", f"head:{tmp_path / 'head.safetensors'}", "self", "self:a0.5"):
         res = _run(tmp_path, "generate", "--model", str(target), "--max-tokens", "16", "--speculative", spec,
                    "Once upon a time")
         assert res.exit_code == 0, (spec, res.output)
@@ -48,7 +48,8 @@ def test_stats_report_acceptance_and_speed_up(tmp_path: Path, folders: tuple[Pat
 
 
 @pytest.mark.parametrize("spec,message", [("magic", "unknown drafter"), ("head", "no trained draft head"),
-                                          ("head:/nonexistent.safetensors", "no draft head")])
+                                          ("head:/nonexistent.safetensors", "no draft head"),
+                                          ("self:/nonexistent.safetensors", "no trained self-draft gains")])
 def test_bad_specs_fail_clearly(tmp_path: Path, folders: tuple[Path, Path], spec: str, message: str) -> None:
     res = _run(tmp_path, "generate", "--model", str(folders[0]), "--speculative", spec, "hi")
     assert res.exit_code != 0
