@@ -53,6 +53,7 @@ class StepReplay:
     accepted: int  # draft tokens accepted
     lengths: tuple[int, ...] = ()  # tokens proposed at each step
     computed: tuple[int, ...] = ()  # draft forward passes at each step (one more than proposed where it stopped early)
+    leaves: tuple[int, ...] = ()  # alternative leaves verified with each step's chain (extra rows; empty: none)
 
     @property
     def tokens_per_step(self) -> float:
@@ -63,9 +64,12 @@ class StepReplay:
         return self.accepted / self.drafted if self.drafted else 0.0
 
     def __add__(self, other: StepReplay) -> StepReplay:
+        mine = self.leaves or (0,) * len(self.lengths)
+        theirs = other.leaves or (0,) * len(other.lengths)
+        leaves = mine + theirs if any(mine) or any(theirs) else ()
         return StepReplay(self.tokens + other.tokens, self.steps + other.steps, self.drafted + other.drafted,
                           self.accepted + other.accepted, self.lengths + other.lengths,
-                          self.computed + other.computed)
+                          self.computed + other.computed, leaves)
 
 
 def simulate_steps(agree: Sequence[bool] | torch.Tensor, k: int,
@@ -116,10 +120,12 @@ def simulate_steps(agree: Sequence[bool] | torch.Tensor, k: int,
 
 def predicted_speedup(replay: StepReplay, plain_ms: float, draft_ms: float, verify_ms: Sequence[float]) -> float:
     """Plain decoding's time per token over speculation's: each step costs its draft forward passes plus a
-    verification of (proposed + 1) rows (``verify_ms[n]`` for n + 1 rows, ``verify_ms[0]`` = one plain step)."""
-    if replay.lengths and max(replay.lengths) >= len(verify_ms):
-        raise ValueError(f"no verification cost for {max(replay.lengths) + 1} rows (have {len(verify_ms)})")
-    spent = sum(c * draft_ms for c in replay.computed) + sum(verify_ms[n] for n in replay.lengths)
+    verification of (proposed + leaves + 1) rows (``verify_ms[n]`` for n + 1 rows, ``verify_ms[0]`` = one plain
+    step)."""
+    rows = [n + (replay.leaves[i] if replay.leaves else 0) for i, n in enumerate(replay.lengths)]
+    if rows and max(rows) >= len(verify_ms):
+        raise ValueError(f"no verification cost for {max(rows) + 1} rows (have {len(verify_ms)})")
+    spent = sum(c * draft_ms for c in replay.computed) + sum(verify_ms[n] for n in rows)
     return plain_ms * replay.tokens / spent if spent else 1.0
 
 
@@ -166,19 +172,27 @@ def _replay(drafter: Any, target: Any, prompt: list[int], reply: list[int], k: i
     t, tokens, accepted = 1, 0, 0  # reply[0] is the prefill's: steps make reply[1:]
     lengths: list[int] = []
     computed: list[int] = []
+    leaves: list[int] = []
     try:
         while t < n:
             kk = min(k, n - t - 1)
             before = getattr(drafter, "passes", None)
-            proposal = drafter.propose(prompt + reply[:t], kk, greedy, None).tokens if kk > 0 else []
+            draft = drafter.propose(prompt + reply[:t], kk, greedy, None) if kk > 0 else None
+            proposal = draft.tokens if draft is not None else []
+            alternatives = [(i, a) for i, a in (draft.alternatives if draft is not None else ())
+                            if 1 <= i <= len(proposal)][:max(0, 7 - len(proposal))]  # a plan call takes 8 rows
             run = 0
             while run < len(proposal) and proposal[run] == reply[t + run]:
                 run += 1
+            if run < len(proposal) and (run + 1, reply[t + run]) in alternatives:
+                run += 1  # the leaf the target picks (decode.py keeps it and the target's token after it)
             lengths.append(len(proposal))
+            leaves.append(len(alternatives))
             computed.append(drafter.passes - before if before is not None else len(proposal))
             accepted += run
-            tokens += run + 1
+            tokens += min(run + 1, n - t)
             t += run + 1
     finally:
         drafter.finish()
-    return StepReplay(tokens, len(lengths), sum(lengths), accepted, tuple(lengths), tuple(computed))
+    return StepReplay(tokens, len(lengths), sum(lengths), accepted, tuple(lengths), tuple(computed),
+                      tuple(leaves) if any(leaves) else ())

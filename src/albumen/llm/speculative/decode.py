@@ -110,17 +110,30 @@ def _plain_step(target: Transformer, plan: Any | None, tokens: Sequence[int], po
 
 
 def _plan_block(plan: Any, draft: Draft, tokens: Sequence[int], pos: int, cfg: SamplingConfig,
-                gen: torch.Generator | None) -> tuple[int, int]:
+                gen: torch.Generator | None) -> tuple[int, list[int]]:
     """Verify ``draft`` with one block call of the target's decode plan (``block_argmax`` / ``block_logits``: each row
-    scored exactly as a plain step scores it alone): the last accepted token at ``pos``, then the drafts."""
+    scored exactly as a plain step scores it alone): the last accepted token at ``pos``, then the drafts. Returns
+    (drafts kept, the tokens that follow them: the target's own, or an accepted alternative and the target's token
+    after it). Greedy drafts with alternatives go as a small tree (``tree_argmax``) where the plan has one."""
     block = [tokens[-1], *draft.tokens]  # k + 1 tokens at pos .. pos + k
     if cfg.greedy and cfg.repetition_penalty == 1.0:  # the argmax per row is all greedy verification reads
-        best = plan.block_argmax(block, pos)
+        leaves = [(i, t) for i, t in draft.alternatives if 1 <= i <= len(draft.tokens)]
+        leaves = leaves[:max(0, _PLAN_MAX_ROWS - len(block))]
+        if leaves and hasattr(plan, "tree_argmax"):
+            best = plan.tree_argmax(block + [t for _, t in leaves], pos,
+                                    list(range(len(block))) + [i for i, _ in leaves])
+        else:
+            leaves, best = [], plan.block_argmax(block, pos)
         n = 0
         while n < len(draft.tokens) and draft.tokens[n] == best[n]:
             n += 1
-        return n, int(best[n])
-    return _verify(draft, plan.block_logits(block, pos), cfg, tokens, gen)  # logits (k+1, V)
+        for row, (i, t) in enumerate(leaves, start=len(block)):
+            if i == n + 1 and t == best[n]:  # the chain missed exactly here and the target picks this leaf
+                plan.move_kv(pos + row, pos + i)
+                return n, [t, int(best[row])]
+        return n, [int(best[n])]
+    n, token = _verify(draft, plan.block_logits(block, pos), cfg, tokens, gen)  # logits (k+1, V)
+    return n, [token]
 
 
 def _no_probe_left(control: AdaptiveDraftLength, steps_left: int) -> bool:
@@ -225,20 +238,23 @@ def speculative_decode(
                     t_verify = t_draft
                     draft = _NO_DRAFT
                     on_plan = plan is not None
-                    n, token = 0, _plain_step(target, plan, tokens, pos, cfg, gen)
+                    n, tail, n_kept = 0, [_plain_step(target, plan, tokens, pos, cfg, gen)], 0
                 else:
                     draft = drafter.propose(tokens, k, cfg, gen)
                     # A chain's member may draft longer than k (its own record); never past k_max or the end.
                     cap = min(spec.k_max, cfg.max_new_tokens - stats.new_tokens - 1)
-                    draft = Draft(draft.tokens[:cap], None if draft.probs is None else draft.probs[:cap])
+                    draft = Draft(draft.tokens[:cap], None if draft.probs is None else draft.probs[:cap],
+                                  tuple((i, t) for i, t in draft.alternatives if i <= cap))
                     t_verify = clock()
                     on_plan = blocks and len(draft.tokens) < _PLAN_MAX_ROWS
                     if on_plan:
-                        n, token = _plan_block(plan, draft, tokens, pos, cfg, gen)
+                        n, tail = _plan_block(plan, draft, tokens, pos, cfg, gen)
                     else:
                         block = torch.tensor([[tokens[-1], *draft.tokens]])  # (1, k+1)
                         logits = target(block, torch.arange(pos, pos + block.shape[1]))[0]  # (k+1, V)
                         n, token = _verify(draft, logits, cfg, tokens, gen)
+                        tail = [token]
+                    n_kept = n + len(tail) - 1  # an accepted alternative counts as an accepted draft token
                 if observe is not None and not released and on_plan:
                     observe(pos, plan.features())  # (k+1, D): the hidden states of the rows just scored
                 t_done = clock()
@@ -246,19 +262,19 @@ def speculative_decode(
                 stats.verify_s += t_done - t_verify
                 stats.target_steps += 1
                 stats.drafted += len(draft)
-                stats.accepted += n
+                stats.accepted += n_kept
                 stats.draft_lengths.append(len(draft))
                 if spec.measure:  # measured costs steer the draft length (never the output)
                     # A draft after plain steps includes a one-off catch-up (a draft model re-feeds every token
                     # since it last ran): not the per-token cost of drafting on. Counting it would make a drafter
                     # look dearer the longer it idles, and keep it idle.
                     draft_s = t_verify - t_draft
-                    control.update(len(draft), n, None if idle else draft_s, t_done - t_verify,
+                    control.update(len(draft), n_kept, None if idle else draft_s, t_done - t_verify,
                                    resume_s=draft_s if idle else None, allowed=k)
                 else:
-                    control.update(len(draft), n, allowed=k)
+                    control.update(len(draft), n_kept, allowed=k)
                 idle = not len(draft)
-                for t in [*draft.tokens[:n], token]:
+                for t in [*draft.tokens[:n], *tail]:
                     stats.new_tokens += 1
                     stats.decode_s = time.perf_counter() - t0
                     if t in eos:

@@ -6,7 +6,8 @@ LM head restricted to the draft vocabulary in ``assets/drafters`` for its tokeni
 vocab.py), ``model:NAME:full`` (the whole vocabulary), ``model:NAME:PATH.json`` (another draft vocabulary), ``self`` (the
 target's own weights at 4 bits with the gains distilled for it in ``assets/drafters``, self_draft.py; ``self:untrained``
 without them, ``self:PATH.safetensors`` other gains; ``:full`` / ``:VOCAB.json`` as for ``model``), any of
-these with ``:pP`` (e.g. ``:p0.4``: a draft stops before a token whose draft probability is below P), and chains
+these with ``:pP`` (e.g. ``:p0.4``: a draft stops before a token whose draft probability is below P; ``:aP`` after
+it; ``:sP`` after it, with the draft's second choice there as a tree leaf; model drafts only), and chains
 such as ``lookup+head`` (the first drafter with a proposal wins).
 This module knows drafter names and where trained heads live; loading models is the caller's ``load`` callable.
 """
@@ -71,7 +72,8 @@ def make_drafter(
                              else make_drafter(p, target, target_name, load) for p in parts])
     kind, _, arg = spec.strip().partition(":")
     kind = kind.lower()
-    arg, confidence, keep_unsure = _confidence_rule(arg)
+    arg, confidence, rule = _confidence_rule(arg)
+    keep_unsure, alternative = rule in ("a", "s"), rule == "s"
     if kind == "lookup" and not arg and not confidence:
         from albumen.llm.speculative.drafters.lookup import LookupDrafter
 
@@ -80,7 +82,7 @@ def make_drafter(
         from albumen.llm.speculative.drafters.head import HeadDrafter, load_head
 
         if keep_unsure:
-            raise ValueError(f"{spec!r}: a head stops before a doubted token (head:pP), not after it")
+            raise ValueError(f"{spec!r}: a head stops before a doubted token (head:pP), not after it (:aP, :sP)")
         path = Path(arg) if arg else default_head_path(target_name)
         head, _ = load_head(path)
         return HeadDrafter(head, min_confidence=confidence)
@@ -94,15 +96,15 @@ def make_drafter(
         vocab_path = None if option == "full" else Path(option) if option else default_vocab_path(name)
         vocab = load_draft_vocab(vocab_path) if vocab_path is not None else None
         return ModelDrafter(load(name), name=f"model:{arg}", vocab=vocab, min_confidence=confidence,
-                            keep_unsure=keep_unsure)
+                            keep_unsure=keep_unsure, alternative=alternative)
     if kind == "self":
-        return _self_drafter(spec, arg, target, target_name, confidence, keep_unsure)
-    raise ValueError(f"unknown drafter {spec!r}; use lookup, head[:PATH][:pP], model:NAME[:full|:VOCAB.json][:pP|:aP], "
-                     "self[:untrained|:GAINS.safetensors][:full|:VOCAB.json][:pP|:aP] or a chain like lookup+head")
+        return _self_drafter(spec, arg, target, target_name, confidence, keep_unsure, alternative)
+    raise ValueError(f"unknown drafter {spec!r}; use lookup, head[:PATH][:pP], model:NAME[:full|:VOCAB.json][:pP|:aP|:sP], "
+                     "self[:untrained|:GAINS.safetensors][:full|:VOCAB.json][:pP|:aP|:sP] or a chain like lookup+head")
 
 
 def _self_drafter(spec: str, arg: str, target: Transformer, target_name: str, confidence: float,
-                  keep_unsure: bool) -> Drafter:
+                  keep_unsure: bool, alternative: bool) -> Drafter:
     """``self[...]``: the target's quantized copy (self_draft.py) drafting through a ``ModelDrafter``."""
     from albumen.llm.speculative.drafters.model import ModelDrafter
     from albumen.llm.speculative.self_draft import self_draft
@@ -120,20 +122,21 @@ def _self_drafter(spec: str, arg: str, target: Transformer, target_name: str, co
             vocab_path = Path(option)
         else:
             raise ValueError(f"{spec!r}: unknown option {option!r} (untrained, GAINS.safetensors, full, VOCAB.json, "
-                             "pP, aP)")
+                             "pP, aP, sP)")
     label = "self" + (f":{arg}" if arg else "") + (" (untrained)" if gains is None and trained else "")
     vocab = load_draft_vocab(vocab_path) if vocab_path is not None else None
     return ModelDrafter(self_draft(target, gains), name=label,
-                        vocab=vocab, min_confidence=confidence, keep_unsure=keep_unsure)
+                        vocab=vocab, min_confidence=confidence, keep_unsure=keep_unsure, alternative=alternative)
 
 
-def _confidence_rule(arg: str) -> tuple[str, float, bool]:
-    """(the rest, P, after) for an argument ending in ``pP`` (``p0.4``: stop drafts before a token the draft doubts)
-    or ``aP`` (``a0.4``: stop after it: the doubted token is still proposed), else (arg, 0.0, False)."""
+def _confidence_rule(arg: str) -> tuple[str, float, str]:
+    """(the rest, P, rule) for an argument ending in ``pP`` (``p0.4``: stop drafts before a token the draft doubts),
+    ``aP`` (stop after it: the doubted token is still proposed) or ``sP`` (as ``a``, and the draft's second choice
+    for that token goes along as a tree leaf, greedy only), else (arg, 0.0, "")."""
     rest, _, last = arg.rpartition(":")
-    if re.fullmatch(r"[pa](0?\.\d+)", last):
-        return rest, float(last[1:]), last[0] == "a"
-    return arg, 0.0, False
+    if re.fullmatch(r"[pas](0?\.\d+)", last):
+        return rest, float(last[1:]), last[0]
+    return arg, 0.0, ""
 
 
 def describe(stats: SpeculativeStats, plain_tokens_per_s: float | None = None) -> str:

@@ -15,6 +15,7 @@
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <c10/util/BFloat16.h>
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
@@ -309,6 +310,43 @@ class DecodePlan {
     return best;
   }
 
+  // A small tree (greedy verification with alternatives): rows 0..c-1 a chain from pos (depths[m] = m), then leaves,
+  // each an alternative to chain row d = depths[m] (1 <= d < c): it sees the cache up to pos + d - 1 (the chain rows
+  // before d) and sits at position pos + d, but in slot pos + m. Every row equals, bit for bit, the row alone after
+  // its own prefix. The greedy token after each row. If a leaf is accepted, move_kv(pos + m, pos + d) puts its
+  // key/value where the sequence goes on.
+  std::vector<int64_t> tree_argmax(const std::vector<int64_t>& tokens, int64_t pos, const std::vector<int64_t>& depths) {
+    check_block(tokens);
+    const int64_t M = static_cast<int64_t>(tokens.size());
+    TORCH_CHECK(static_cast<int64_t>(depths.size()) == M, "DecodePlan: ", depths.size(), " depths for ", M, " rows");
+    int64_t c = 0;
+    while (c < M && depths[c] == c) ++c;
+    for (int64_t m = c; m < M; ++m)
+      TORCH_CHECK(depths[m] >= 1 && depths[m] < c, "DecodePlan: row ", m, " has depth ", depths[m],
+                  ": leaves follow the chain (", c, " rows) and replace one of its rows 1..", c - 1);
+    depth_ = depths;
+    try {
+      run(tokens.data(), M, pos, logits_);
+    } catch (...) {
+      depth_.clear();
+      throw;
+    }
+    depth_.clear();
+    std::vector<int64_t> best(M);
+    for (int64_t m = 0; m < M; ++m) best[m] = argmax_row(m);
+    return best;
+  }
+
+  // Copy cache slot src into slot dst in every layer (keys and values): an accepted leaf's entry to where it belongs.
+  void move_kv(int64_t src, int64_t dst) {
+    TORCH_CHECK(src >= 0 && src < S_ && dst >= 0 && dst < S_, "DecodePlan: slots ", src, ", ", dst, " out of range");
+    for (const auto& l : layers_)
+      for (int i : {12, 13}) {
+        auto cache = l[i].select(0, 0);  // (nkv, S, hd)
+        cache.select(1, dst).copy_(cache.select(1, src));
+      }
+  }
+
   // The final normed hidden states (rows, D) of the last call's rows (the input of the LM head): what a draft head
   // reads (speculative/drafters/head.py). A new tensor.
   torch::Tensor features() const { return n_.narrow(0, 0, rows_).clone(); }
@@ -406,6 +444,15 @@ class DecodePlan {
   }
 
   template <typename T>
+  void swap_slots(T* kc, T* vc, int64_t a, int64_t b) const {  // exchange cache slots a and b of every KV head
+    const int64_t hd = hd_, S = S_;
+    for (int64_t j = 0; j < nkv_; ++j) {
+      std::swap_ranges(kc + (j * S + a) * hd, kc + (j * S + a + 1) * hd, kc + (j * S + b) * hd);
+      std::swap_ranges(vc + (j * S + a) * hd, vc + (j * S + a + 1) * hd, vc + (j * S + b) * hd);
+    }
+  }
+
+  template <typename T>
   static void add_into(T* x, const T* y, int64_t n) {  // x += y, rounded to T (as a PyTorch add)
     for (int64_t i = 0; i < n; ++i) x[i] = static_cast<T>(static_cast<float>(x[i]) + static_cast<float>(y[i]));
   }
@@ -439,23 +486,31 @@ class DecodePlan {
     product<T>(n, l[6], pack_of(li, 2), ptr_or_null<T>(l[7]), v, M, nk, D);
     T* kc = l[12].data_ptr<T>();  // (B, nkv, S, hd): sequence 0
     T* vc = l[13].data_ptr<T>();
-    for (int64_t m = 0; m < M; ++m) {  // this row's key (rotated) and value go into the cache at its position
-      const T* c = cos_.data_ptr<T>() + (pos + m) * hd;
-      const T* s = sin_.data_ptr<T>() + (pos + m) * hd;
+    // Row m sits in cache slot pos + m at position pos + depth(m): depth(m) = m along a chain; a tree leaf (an
+    // alternative to chain row d, tree_argmax) has depth d < m and must not see chain rows d .. m - 1.
+    auto depth = [&](int64_t m) { return depth_.empty() ? m : depth_[m]; };
+    for (int64_t m = 0; m < M; ++m) {  // this row's key (rotated) and value go into the cache at its slot
+      const T* c = cos_.data_ptr<T>() + (pos + depth(m)) * hd;
+      const T* s = sin_.data_ptr<T>() + (pos + depth(m)) * hd;
       for (int64_t j = 0; j < nkv_; ++j) {
         rope_row<T>(k + m * nk + j * hd, 1, c, s, kc + (j * S + pos + m) * hd, hd);
         std::memcpy(vc + (j * S + pos + m) * hd, v + m * nk + j * hd, hd * sizeof(T));
       }
     }
-    for (int64_t m = 0; m < M; ++m) {  // causal: row m attends to positions 0 .. pos+m
-      const T* c = cos_.data_ptr<T>() + (pos + m) * hd;
-      const T* s = sin_.data_ptr<T>() + (pos + m) * hd;
+    for (int64_t m = 0; m < M; ++m) {  // causal: row m attends to positions 0 .. pos+depth(m)
+      const int64_t d = depth(m);
+      const T* c = cos_.data_ptr<T>() + (pos + d) * hd;
+      const T* s = sin_.data_ptr<T>() + (pos + d) * hd;
       for (int64_t h = 0; h < nh_; ++h) rope_row<T>(q + m * nq + h * hd, 1, c, s, qr + h * hd, hd);
+      // A leaf reads slots 0 .. pos+d-1 and its own: its key/value stand in slot pos+d meanwhile (swapped back
+      // below), so it attends over one contiguous range exactly as the row alone at pos+d would.
+      if (d != m) swap_slots<T>(kc, vc, pos + d, pos + m);
       for (int64_t h = 0; h < nh_; ++h) {
         const int64_t j = h / groups;
-        attend_one_head<T>(qr + h * hd, kc + j * S * hd, vc + j * S * hd, hd, hd, pos + m + 1, hd, qf_.data(),
+        attend_one_head<T>(qr + h * hd, kc + j * S * hd, vc + j * S * hd, hd, hd, pos + d + 1, hd, qf_.data(),
                            scores_.data(), acc_.data(), att + m * nq + h * hd);
       }
+      if (d != m) swap_slots<T>(kc, vc, pos + d, pos + m);
     }
     product<T>(att, l[8], pack_of(li, 3), nullptr, o, M, D, nq);
     add_into<T>(x, o, M * D);  // h = x + attention
@@ -472,6 +527,7 @@ class DecodePlan {
     add_into<T>(x, o, M * D);  // x = h + mlp
   }
 
+  std::vector<int64_t> depth_;  // per row of the current call (tree_argmax); empty: a chain
   torch::Tensor embed_;
   std::vector<std::vector<torch::Tensor>> layers_;
   torch::Tensor norm_, head_, cos_, sin_;
@@ -602,6 +658,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
            py::arg("tokens"), py::arg("pos"))
       .def("block_argmax", &DecodePlan::block_argmax, "the greedy token after each row of a block",
            py::arg("tokens"), py::arg("pos"))
+      .def("tree_argmax", &DecodePlan::tree_argmax, "the greedy token after each row of a chain plus leaves",
+           py::arg("tokens"), py::arg("pos"), py::arg("depths"))
+      .def("move_kv", &DecodePlan::move_kv, "copy cache slot src into dst in every layer", py::arg("src"),
+           py::arg("dst"))
       .def("features", &DecodePlan::features, "final normed hidden states (rows, D) of the last call")
       .def("set_packs", &DecodePlan::set_packs, "products on packed weight copies: 7 per layer, then the head's",
            py::arg("packs"), py::arg("head_pack"))

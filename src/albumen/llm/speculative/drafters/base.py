@@ -26,10 +26,15 @@ class Draft:
     ``probs`` is (len(tokens), V) for a drafter that samples, or None for a deterministic one (each q_i is one-hot
     at tokens[i]); V must equal the target's vocabulary. Under greedy decoding q is never read, so model drafters
     draft by argmax and leave it None.
+
+    ``alternatives`` (greedy only): (i, token) pairs, each another guess for position i (1-based: tokens[i - 1]'s
+    slot) after tokens[:i - 1]. Where the target's decode plan verifies small trees, such a leaf is scored in the same
+    call and kept if the chain is rejected exactly there and the target picks it (decode.py); elsewhere ignored.
     """
 
     tokens: list[int]
     probs: torch.Tensor | None = None
+    alternatives: tuple[tuple[int, int], ...] = ()
 
     def __len__(self) -> int:
         return len(self.tokens)

@@ -97,7 +97,8 @@ class ModelDrafter:
     """Drafts with a small causal LM that shares the target's vocabulary."""
 
     def __init__(self, model: Transformer, name: str = "model", cost: float | None = None,
-                 vocab: torch.Tensor | None = None, min_confidence: float = 0.0, keep_unsure: bool = False) -> None:
+                 vocab: torch.Tensor | None = None, min_confidence: float = 0.0, keep_unsure: bool = False,
+                 alternative: bool = False) -> None:
         if not 0.0 <= min_confidence < 1.0:
             raise ValueError(f"min_confidence must be in [0, 1), got {min_confidence}")
         self.model = model
@@ -107,7 +108,12 @@ class ModelDrafter:
         # that token instead (it is proposed, nothing after it): where a verification row costs little next to a
         # draft pass, the pass that found the token unsure is not wasted.
         self.min_confidence = min_confidence
-        self.keep_unsure = keep_unsure
+        self.keep_unsure = keep_unsure or alternative
+        # ``alternative`` (greedy, with the rule): also offer the draft's second choice for the doubted token, as a
+        # tree leaf the target scores in the same verification call (Draft.alternatives).
+        if alternative and min_confidence <= 0:
+            raise ValueError("an alternative for the doubted token needs a confidence rule (min_confidence > 0)")
+        self.alternative = alternative
         self.passes = 0  # draft forward passes so far (one per drafted or confidence-stopped token)
         self.name = name
         self._cost = cost
@@ -223,11 +229,23 @@ class ModelDrafter:
                 probs.append(q)
             drafted.append(token)
             if doubt:
-                break
+                return self._draft(drafted, probs, logits, cfg)
             if i + 1 < k:
                 logits = self.model(torch.tensor([[token]]), torch.tensor([base + i]))[:, -1]
                 self._fed.append(token)
         return Draft(drafted, torch.stack(probs) if probs else None)  # probs: (k, V) when sampling
+
+    def _draft(self, drafted: list[int], probs: list[torch.Tensor], logits: torch.Tensor,
+               cfg: SamplingConfig) -> Draft:
+        """A draft that stopped after a doubted token (the last): with ``alternative`` and greedy decoding, the draft's
+        second choice there (from ``logits`` (1, V) or (1, Vs)) rides along as a tree leaf."""
+        alternatives: tuple[tuple[int, int], ...] = ()
+        if self.alternative and cfg.greedy and logits.shape[-1] > 1:
+            row = logits[0].float().clone()
+            row[int(row.argmax())] = float("-inf")  # the drafted token (greedy: the argmax, first of ties)
+            second = int(row.argmax())
+            alternatives = ((len(drafted), second if self._ids is None else int(self._ids[second])),)
+        return Draft(drafted, torch.stack(probs) if probs else None, alternatives)
 
 
     def _propose_on_plan(self, tokens: list[int], valid: int, k: int, cfg: SamplingConfig,
@@ -259,7 +277,7 @@ class ModelDrafter:
                     probs.append(q)
             drafted.append(token)
             if doubt:
-                break
+                return self._draft(drafted, probs, logits, cfg)
             if i + 1 < k:
                 if greedy:
                     index = plan.argmax(token, base + i)
