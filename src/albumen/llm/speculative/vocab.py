@@ -9,9 +9,12 @@ q as the softmax over the restricted set (zero elsewhere), which the acceptance 
 The set: the tokens most frequent in real English text and chat transcripts (gensim's news articles, the training
 split of the speculative prompts), ties and the rest filled in BPE rank order (a byte-level BPE merges frequent pairs
 first, so a low id is a frequent token of the tokenizer's own corpus), plus the special tokens. A drafter adds the
-prompt's own tokens per sequence (names and places a grounded story copies).
+prompt's own tokens per sequence (names and places a grounded story copies). ``--answers DIR`` also counts the
+target's own greedy answers (``distill.py data``'s teacher-*.jsonl: train-split prompts), the tokens it really emits.
 
     python -m albumen.llm.speculative.vocab --model qwen2.5-0.5b --size 32768 --out assets/drafters/qwen2.5.vocab.json
+    python -m albumen.llm.speculative.vocab --model smollm2-135m --size 16384 --answers build/speculative/self-draft \
+        --out assets/drafters/smollm2.vocab.json
 
 This module knows tokenizers and text; it knows nothing about models.
 """
@@ -93,6 +96,8 @@ def main() -> None:
     p.add_argument("--model", default="qwen2.5-0.5b", help="a preset or folder whose tokenizer to count with")
     p.add_argument("--size", type=int, default=32768)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--answers", type=Path, default=None,
+                   help="also count the target's answers (teacher-*.jsonl of distill.py data) in this folder")
     args = p.parse_args()
     from albumen.llm.loading import resolve_folder
     from albumen.llm.tokenizer import HFTokenizer
@@ -102,10 +107,20 @@ def main() -> None:
     vocab_size = json.loads((folder / "config.json").read_text())["vocab_size"]
     texts = _training_texts(tok)
     counts = token_counts(tok, texts, vocab_size)
+    answers = 0
+    if args.answers is not None:
+        from albumen.llm.speculative.distill import _records
+
+        records = _records(sorted(args.answers.glob("teacher-*.jsonl")))
+        if not records:
+            raise SystemExit(f"{args.answers}: no teacher-*.jsonl answers")
+        ids_all = torch.tensor([t for r in records for t in r["reply_ids"] if 0 <= t < vocab_size], dtype=torch.long)
+        counts += torch.bincount(ids_all, minlength=vocab_size)
+        answers = len(records)
     ids = draft_vocab(counts, args.size, always=list(tok.eos_ids))
     seen = int((counts > 0).sum())
     save_draft_vocab(args.out, ids, {"tokenizer": args.model, "size": len(ids), "texts": len(texts),
-                                     "tokens_counted": int(counts.sum()), "distinct_seen": seen})
+                                     "answers": answers, "tokens_counted": int(counts.sum()), "distinct_seen": seen})
     print(f"{args.out}: {len(ids)} ids ({seen} distinct tokens seen in {int(counts.sum())} counted)")
 
 
