@@ -160,6 +160,7 @@ def replay_drafter(drafter: Any, target: Any, prompt_ids: Sequence[int], reply: 
 def _replay(drafter: Any, target: Any, prompt: list[int], reply: list[int], k: int,
             features: torch.Tensor | None) -> StepReplay:
     from albumen.llm.sampling import SamplingConfig
+    from albumen.llm.speculative.decode import TREE_MAX_ROWS
 
     greedy = SamplingConfig(max_new_tokens=len(reply))
     n = len(reply)
@@ -180,7 +181,7 @@ def _replay(drafter: Any, target: Any, prompt: list[int], reply: list[int], k: i
             draft = drafter.propose(prompt + reply[:t], kk, greedy, None) if kk > 0 else None
             proposal = draft.tokens if draft is not None else []
             alternatives = [(i, a) for i, a in (draft.alternatives if draft is not None else ())
-                            if 1 <= i <= len(proposal)][:max(0, 7 - len(proposal))]  # a plan call takes 8 rows
+                            if 1 <= i <= len(proposal)][:max(0, TREE_MAX_ROWS - 1 - len(proposal))]
             run = 0
             while run < len(proposal) and proposal[run] == reply[t + run]:
                 run += 1

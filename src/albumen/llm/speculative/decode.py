@@ -36,7 +36,7 @@ from albumen.llm.speculative.drafters.base import Draft, Drafter
 from albumen.llm.speculative.rule import greedy_verify, speculative_verify
 from albumen.llm.tokenizer import Tokenizer
 
-__all__ = ["SpeculativeStats", "speculative_decode", "speculative_generate", "target_scores"]
+__all__ = ["TREE_MAX_ROWS", "SpeculativeStats", "speculative_decode", "speculative_generate", "target_scores"]
 
 
 @dataclass
@@ -92,6 +92,10 @@ def _verify(
 
 _NO_DRAFT = Draft([])
 _PLAN_MAX_ROWS = 8  # a decode plan's block takes 1..8 tokens; longer blocks (k_max > 7) run as modules
+# Leaves are added only while a block stays within this many rows: up to 6 rows the packed kernels keep every
+# accumulator in registers (a row costs 1-2 % of a step); a 7th row is compute-bound (1.5x a step on Qwen2.5-1.5B
+# bf16, docs/speculative.md), dearer than the token a leaf wins one time in three.
+TREE_MAX_ROWS = 6
 
 
 def _plain_step(target: Transformer, plan: Any | None, tokens: Sequence[int], pos: int, cfg: SamplingConfig,
@@ -118,7 +122,7 @@ def _plan_block(plan: Any, draft: Draft, tokens: Sequence[int], pos: int, cfg: S
     block = [tokens[-1], *draft.tokens]  # k + 1 tokens at pos .. pos + k
     if cfg.greedy and cfg.repetition_penalty == 1.0:  # the argmax per row is all greedy verification reads
         leaves = [(i, t) for i, t in draft.alternatives if 1 <= i <= len(draft.tokens)]
-        leaves = leaves[:max(0, _PLAN_MAX_ROWS - len(block))]
+        leaves = leaves[:max(0, TREE_MAX_ROWS - len(block))]
         if leaves and hasattr(plan, "tree_argmax"):
             best = plan.tree_argmax(block + [t for _, t in leaves], pos,
                                     list(range(len(block))) + [i for i, _ in leaves])
