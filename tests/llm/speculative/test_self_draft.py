@@ -147,3 +147,32 @@ def test_self_specs(tmp_path: Path) -> None:
     assert default_self_gains_path("tiny") is None
     with pytest.raises(ValueError, match="unknown option"):
         make_drafter("self:bogus", target, "tiny")
+
+
+def test_a_lora_target_drafts_with_its_adapter_folded_in() -> None:
+    from albumen.llm.adapters.config import AdapterConfig
+    from albumen.llm.adapters.registry import AdapterRegistry
+
+    target = tiny_model(seed=3)
+    registry = AdapterRegistry(target)
+    registry.add("style", AdapterConfig(r=4, alpha=8, target_modules=("q_proj", "v_proj", "down_proj")))
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for n, p in target.named_parameters():
+            if "lora_B" in n:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    bare = quantized_copy(target)  # no adapter active yet: the base
+    registry.activate("style")
+    cfg = SamplingConfig(max_new_tokens=32, ignore_eos=True)
+    prompt = [11, 12, 13, 40, 41, 42]
+    expected = plain_tokens(target, prompt, cfg)
+    folded = quantized_copy(target)
+    ids = torch.tensor([[5, 9, 33, 70, 2, 19]])
+    with torch.no_grad():
+        target.clear_caches()
+        want = target(ids)
+        assert (folded(ids) - want).norm() < 0.5 * (bare(ids) - want).norm()
+    stats = SpeculativeStats()
+    got = list(speculative_decode(target, make_drafter("self:untrained", target, "tiny"), prompt, cfg,
+                                  SpeculativeConfig(k=3, adaptive=False, measure=False), stats=stats))
+    assert got == expected and stats.accepted / stats.drafted > 0.5

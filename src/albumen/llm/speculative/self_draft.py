@@ -57,20 +57,39 @@ class SelfDraftConfig:
     seed: int = 0
 
 
-def quantized_copy(target: Transformer, scheme: str = DEFAULT_SCHEME) -> Transformer:
-    """A new model with the target's weights, quantized with ``scheme`` (the target is not touched)."""
-    from albumen.llm.quant import QuantConfig, quantize_model
+def _float_state(target: Transformer) -> dict[str, Tensor]:
+    """The target's weights as a plain model's state dict: KV caches left out, and every LoRA / DoRA-wrapped linear
+    as its base with the active adapter folded in (what the target computes with that adapter on)."""
+    from albumen.llm.adapters.registry import lora_layers
 
-    if any(not isinstance(m, (nn.Linear, nn.Embedding)) and hasattr(m, "base") for m in target.modules()):
-        raise ValueError("the self draft needs a plain float target (detach LoRA adapters first)")
-    from albumen.llm.quant import quantized_modules
+    wrapped = lora_layers(target)
+    state: dict[str, Tensor] = {}
+    for key, value in target.state_dict().items():
+        if "kv_cache" in key:
+            continue
+        owner = next((n for n in wrapped if key.startswith(n + ".")), None)
+        if owner is None:
+            state[key] = value
+        elif key.startswith(owner + ".base."):  # the adapters' own tensors are folded in below
+            state[owner + "." + key[len(owner) + len(".base."):]] = value
+    with torch.no_grad():
+        for name, layer in wrapped.items():
+            if layer.active is not None and not layer.merged:
+                w = state[name + ".weight"]
+                state[name + ".weight"] = layer.adapters[layer.active].merged_weight(w.float()).to(w.dtype)
+    return state
+
+
+def quantized_copy(target: Transformer, scheme: str = DEFAULT_SCHEME) -> Transformer:
+    """A new model with the target's weights (an active LoRA adapter folded in), quantized with ``scheme``; the
+    target is not touched."""
+    from albumen.llm.quant import QuantConfig, quantize_model, quantized_modules
 
     if quantized_modules(target):
         raise ValueError("the target is already quantized: a self draft copies a float target")
     dtype = target.model.embed_tokens.weight.dtype
     draft = Transformer(target.args).to(dtype)
-    state = {k: v for k, v in target.state_dict().items() if "kv_cache" not in k}
-    draft.load_state_dict(state, strict=False)
+    draft.load_state_dict(_float_state(target), strict=False)
     draft.tie_weights()
     draft.eval().requires_grad_(False)
     quantize_model(draft, QuantConfig.from_scheme(scheme))
@@ -160,8 +179,7 @@ class _Shadow:
 
     def __init__(self, target: Transformer, draft: Transformer) -> None:
         self.model = Transformer(target.args)
-        state = {k: v for k, v in target.state_dict().items() if "kv_cache" not in k}
-        self.model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+        self.model.load_state_dict({k: v.float() for k, v in _float_state(target).items()}, strict=False)
         self.model.tie_weights()
         self.model.float().requires_grad_(False)
         with torch.no_grad():
