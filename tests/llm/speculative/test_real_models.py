@@ -30,7 +30,7 @@ def _load(name: str):
         pytest.skip(f"{name} not available offline: {exc}")
 
 
-@pytest.mark.parametrize("spec", ["lookup", "head"])
+@pytest.mark.parametrize("spec", ["lookup", "head", "self", "self:s0.8"])
 def test_smollm2_greedy_identical(spec: str) -> None:
     if spec == "head" and not default_head_path("smollm2-135m").is_file():
         pytest.skip("no trained head in assets/drafters")
@@ -52,7 +52,7 @@ def test_qwen_pair_greedy_identical() -> None:
     target, tok = _load("qwen2.5-1.5b")
     draft, _ = _load("qwen2.5-0.5b")
     cfg = SamplingConfig(max_new_tokens=32)
-    drafter = make_drafter("model:qwen2.5-0.5b", target, "qwen2.5-1.5b", load=lambda name: draft)
+    drafter = make_drafter("model:qwen2.5-0.5b:s0.8", target, "qwen2.5-1.5b", load=lambda name: draft)
     with torch.inference_mode():
         plain = generate(target, tok, PROMPTS[0], cfg, chat=True)
         out = speculative_generate(target, tok, drafter, PROMPTS[0], cfg, chat=True)
