@@ -299,3 +299,21 @@ def test_a_drafter_that_stops_on_its_own_is_costed_by_what_it_drafts() -> None:
     assert drafted[2] > 1.99 and drafted[7] < 2.9 and expected[7] < 3.9  # blind: 7 drafted, 8 expected
     later = AdaptiveDraftLength(cfg, 0.2, costs=costs)  # the next sequence starts from what this one learned,
     assert later.continue_rates()[2] == pytest.approx((cont[2] + 1) / 2)  # worth prior_weight steps against the prior
+
+
+def test_unmeasured_longer_blocks_follow_the_measured_per_row_cost() -> None:
+    """Blocks measured only at 1 and 2 rows, with the 2nd row costing 0.3 of a step (an int4 target, compute-bound):
+    longer blocks are priced on that slope, not on the cheap prior shape, so a carried good rate does not open a
+    sequence with a 6-row block that costs 2.5 steps."""
+    costs = StepCosts(7)
+    costs.record(0, None, 0.010, 1.0)
+    costs.record(1, 0.001, 0.013, 1.0)
+    ctl = AdaptiveDraftLength(SpeculativeConfig(k=4, verify_cost=0.03), draft_cost=0.3, clock=FakeClock(), costs=costs)
+    verify = ctl._verify_times()
+    assert verify[5] == pytest.approx(0.013 + 4 * 0.003)
+    cheap = StepCosts(7)
+    cheap.record(0, None, 0.010, 1.0)
+    cheap.record(1, 0.001, 0.010, 1.0)  # a flat measured slope: the prior's per-row cost is the floor
+    flat = AdaptiveDraftLength(SpeculativeConfig(k=4, verify_cost=0.03), draft_cost=0.3, clock=FakeClock(),
+                               costs=cheap)._verify_times()
+    assert flat[5] == pytest.approx(0.010 + 4 * 0.010 * 0.03 / 1.03)

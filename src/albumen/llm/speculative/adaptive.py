@@ -247,7 +247,12 @@ class AdaptiveDraftLength:
                     a, b = lo[-1], hi[0]
                     ta, tb = self.costs.verify_s[a], self.costs.verify_s[b]
                     verify.append(ta + (tb - ta) * (k - a) / (b - a))
-                else:  # beyond them: the prior shape 1 + v k from the nearest one
+                elif lo and len(lo) >= 2:  # above them: the measured per-row slope, never below the prior's
+                    a, b = lo[-2], lo[-1]
+                    ta, tb = self.costs.verify_s[a], self.costs.verify_s[b]
+                    slope = max((tb - ta) / (b - a), tb * v / (1.0 + v * b))
+                    verify.append(tb + slope * (k - b))
+                else:  # the prior shape 1 + v k from the nearest one
                     j = lo[-1] if lo else hi[0]
                     verify.append(self.costs.verify_s[j] * (1.0 + v * k) / (1.0 + v * j))
         # Nor does a shorter block verify slower: a stale outlier (a stall, a first-use kernel pack) in the plain
