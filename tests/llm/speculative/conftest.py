@@ -66,3 +66,18 @@ class OracleDrafter:
         if self.wrong_every and draft and done % self.wrong_every == 0:
             draft = draft[:-1] + [(draft[-1] + 1) % 260]
         return Draft(draft)
+
+
+def add_random_lora(target: Transformer, name: str = "style") -> object:
+    """An adapter on q, v and down projections with random (non-zero) B, not yet active; returns the registry."""
+    from albumen.llm.adapters.config import AdapterConfig
+    from albumen.llm.adapters.registry import AdapterRegistry
+
+    registry = AdapterRegistry(target)
+    registry.add(name, AdapterConfig(r=4, alpha=8, target_modules=("q_proj", "v_proj", "down_proj")))
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for n, p in target.named_parameters():
+            if "lora_B" in n:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    return registry

@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from albumen.llm.adapters.config import AdapterConfig
-from albumen.llm.adapters.registry import AdapterRegistry
 from albumen.llm.quant import QuantConfig, quantize_model, quantized_modules
 from albumen.llm.sampling import SamplingConfig
 from albumen.llm.speculative.adaptive import SpeculativeConfig
@@ -17,7 +15,7 @@ from albumen.llm.speculative.drafters.model import ModelDrafter
 from albumen.llm.speculative.invariance import batch_dependent_layers, batch_invariant_kernels
 from albumen.llm.testing import tiny_model
 
-from .conftest import plain_tokens
+from .conftest import add_random_lora, plain_tokens
 
 CFG = SamplingConfig(max_new_tokens=32, ignore_eos=True)
 PROMPT = [10, 20, 30, 10, 20, 40, 50, 10, 20]
@@ -63,13 +61,7 @@ def test_greedy_identical_with_quantized_target(scheme: str) -> None:
 
 def test_greedy_identical_with_an_active_lora_adapter() -> None:
     target = tiny_model(seed=3, dim=64)
-    registry = AdapterRegistry(target)
-    registry.add("style", AdapterConfig(r=4, alpha=8, target_modules=("q_proj", "v_proj", "down_proj")))
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for n, p in target.named_parameters():
-            if "lora_B" in n:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    registry = add_random_lora(target)
     base = plain_tokens(target, PROMPT, CFG)
     registry.activate("style")
     expected = plain_tokens(target, PROMPT, CFG)

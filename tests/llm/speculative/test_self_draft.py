@@ -18,7 +18,7 @@ from albumen.llm.speculative.self_draft import (SelfDraftConfig, _Shadow, agreem
                                                 load_gains, quantized_copy, save_gains, self_draft, train_gains)
 from albumen.llm.testing import tiny_model
 
-from .conftest import plain_tokens
+from .conftest import add_random_lora, plain_tokens
 
 
 def _seqs(target: torch.nn.Module, n: int, seed: int = 0) -> list[tuple[list[int], int]]:
@@ -150,17 +150,8 @@ def test_self_specs(tmp_path: Path) -> None:
 
 
 def test_a_lora_target_drafts_with_its_adapter_folded_in() -> None:
-    from albumen.llm.adapters.config import AdapterConfig
-    from albumen.llm.adapters.registry import AdapterRegistry
-
     target = tiny_model(seed=3)
-    registry = AdapterRegistry(target)
-    registry.add("style", AdapterConfig(r=4, alpha=8, target_modules=("q_proj", "v_proj", "down_proj")))
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for n, p in target.named_parameters():
-            if "lora_B" in n:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    registry = add_random_lora(target)
     bare = quantized_copy(target)  # no adapter active yet: the base
     registry.activate("style")
     cfg = SamplingConfig(max_new_tokens=32, ignore_eos=True)
