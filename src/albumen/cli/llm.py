@@ -155,9 +155,9 @@ def register(app: typer.Typer) -> None:
                                                           "multi-threaded one waits for a descheduled worker."),
         speculative: Optional[str] = typer.Option(
             None, "--speculative",
-            help="Lossless speculative decoding with a drafter: model:NAME[:pP|:aP] (stop a draft before / after a "
-                 "token the draft doubts, probability < P), self (the model's own distilled 4-bit copy), lookup, head "
-                 "or a chain (lookup+head)."),
+            help="Lossless speculative decoding with a drafter: model:NAME[:pP|:aP|:sP] (stop a draft before / after "
+                 "a token the draft doubts, probability < P; sP: also verify its second choice there), self[:sP] (the "
+                 "model's own distilled 4-bit copy), lookup, head or a chain (lookup+head)."),
         adapter: Optional[Path] = typer.Option(None, "--adapter", help="A LoRA/DoRA adapter folder (PEFT format) "
                                                                         "to activate on the model."),
         system: Optional[str] = typer.Option(None, "--system", help="A system message (with the chat template)."),
