@@ -1,10 +1,11 @@
 """Speculative decoding vs plain decoding, side by side in one run, on grounded memory stories and open-ended prompts.
 
     flock /tmp/albumen-heavy.lock .venv/bin/python benchmarks/speculative.py [--prompts 4] [--max-new-tokens 96] \\
-        [--drafters lookup,head] [--json build/bench/speculative.json]
+        [--drafters lookup,head,self] [--json build/bench/speculative.json]
     flock /tmp/albumen-heavy.lock .venv/bin/python benchmarks/speculative.py --large [--quant int4-g32]
 
-Default: SmolLM2-135M (fp32) as the target, drafters ``lookup`` and ``head`` (the trained head in assets/drafters).
+Default: SmolLM2-135M (fp32) as the target, drafters ``lookup``, ``head`` (the trained head in assets/drafters) and
+``self`` (the target's distilled 4-bit copy, speculative/self_draft.py).
 ``--large``: Qwen2.5-1.5B as the target with Qwen2.5-0.5B (``model:qwen2.5-0.5b``) and ``lookup``; ``--quant`` quantizes
 target and draft (batch-invariant kernels, see speculative/invariance.py), ``--draft-quant`` only the draft (e.g. a
 bf16 target verifying an int4 draft); ``--llama-cpp`` adds llama.cpp's plain decoding of the same GGUF as a peer.
@@ -203,7 +204,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--large", action="store_true", help="Qwen2.5-1.5B target, Qwen2.5-0.5B drafter")
     p.add_argument("--target", default=None)
-    p.add_argument("--drafters", default=None, help="comma-separated specs (default: lookup,head or with --large "
+    p.add_argument("--drafters", default=None, help="comma-separated specs (default: lookup,head,self or with --large "
                    "model:qwen2.5-0.5b,lookup)")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--quant", default=None, help="quantize target and draft model, e.g. int4-g32")
@@ -228,7 +229,7 @@ def main() -> None:
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     args.target = args.target or ("qwen2.5-1.5b" if args.large else "smollm2-135m")
-    args.drafters = args.drafters or ("model:qwen2.5-0.5b,lookup" if args.large else "lookup,head")
+    args.drafters = args.drafters or ("model:qwen2.5-0.5b,lookup" if args.large else "lookup,head,self")
     result = run(args)
     quant = "".join(f", {k} {result[k]}" for k in ("quant", "draft_quant") if result[k])
     print(f"target {result['target']} ({result['dtype']}{quant}), "
