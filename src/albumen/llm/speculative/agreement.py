@@ -191,7 +191,7 @@ def _replay(drafter: Any, target: Any, prompt: list[int], reply: list[int], k: i
             leaves.append(len(alternatives))
             computed.append(drafter.passes - before if before is not None else len(proposal))
             accepted += run
-            tokens += min(run + 1, n - t)
+            tokens += run + 1  # a leaf sits at a drafted position (<= kk < n - t): never past the reply
             t += run + 1
     finally:
         drafter.finish()

@@ -25,8 +25,9 @@ from albumen.llm.speculative.drafters.base import Drafter
 __all__ = ["default_head_path", "default_self_gains_path", "default_vocab_path", "describe", "make_drafter"]
 
 _HEADS = {"smollm2-135m": "smollm2-135m-head.safetensors"}
+# draft vocabularies by tokenizer family (preset name prefix)
 _VOCABS = {"qwen2.5": "qwen2.5.vocab.json", "smollm2": "smollm2.vocab.json"}
-_SELF_GAINS = "{}-self.safetensors"  # distilled gains of a target's quantized self draft, by preset name  # draft vocabularies by tokenizer family (preset name prefix)
+_SELF_GAINS = "{}-self.safetensors"  # distilled gains of a target's quantized self draft, by preset name
 
 
 def drafters_dir() -> Path:
